@@ -1,0 +1,1 @@
+"""Numba kernels for energy balance, losses, theft indicators, power quality and outages, with NumPy references."""

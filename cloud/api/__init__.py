@@ -1,0 +1,1 @@
+"""The FastAPI query layer for grid engineers and auditors."""

@@ -1,0 +1,48 @@
+"""The `wattrail` command line. Each subcommand lives with the part it drives; this module
+only wires them together, so `wattrail --help` lists exactly what exists."""
+
+from __future__ import annotations
+
+import typer
+
+from wattrail import __version__
+
+app = typer.Typer(
+    name="wattrail",
+    help="Wattrail: signed smart-meter readings from the field into TimescaleDB, "
+    "loss reports and theft suspects.",
+    no_args_is_help=True,
+    add_completion=False,
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"wattrail {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main(
+    version: bool = typer.Option(
+        False, "--version", callback=_version, is_eager=True, help="Print the version and exit."
+    ),
+) -> None:
+    """Wattrail command line."""
+
+
+@app.command()
+def version() -> None:
+    """Print the version of Wattrail and of the libraries it depends on."""
+    import importlib.metadata as md
+
+    typer.echo(f"wattrail {__version__}")
+    for dist in ("pymodbus", "paho-mqtt", "psycopg", "numba", "fastapi", "cryptography"):
+        try:
+            typer.echo(f"  {dist} {md.version(dist)}")
+        except md.PackageNotFoundError:
+            typer.echo(f"  {dist} (not installed)")
+
+
+if __name__ == "__main__":
+    app()
