@@ -1,1 +1,2 @@
-"""Numba kernels for energy balance, losses, theft indicators, power quality and outages, with NumPy references."""
+"""Numba kernels for energy balance, losses, theft indicators, power quality and outages,
+each with a plain NumPy reference the tests compare it against."""

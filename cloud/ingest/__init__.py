@@ -1,1 +1,2 @@
-"""Ingestors: verify signed envelopes, deduplicate, quarantine, COPY into TimescaleDB and acknowledge only what is committed."""
+"""Ingestors: verify signed envelopes, deduplicate, quarantine, COPY into TimescaleDB and
+acknowledge only what is committed."""
