@@ -1,0 +1,192 @@
+"""The edge agent's durable outbox: signed envelopes kept on disk until the cloud commits them.
+
+Why SQLite: one file, WAL journal, and `synchronous=FULL` make every append durable once
+`append` returns (fsync of the WAL), and a torn last write is rolled back by SQLite on the next
+open instead of corrupting what came before. The chain head (last seq, hash of the last
+envelope) lives in the same transaction as the envelope, so after a crash the agent continues
+the hash chain exactly where the disk says it stopped: never a reused seq, never a gap.
+
+States and transitions of an envelope are in `edge/delivery.py`; this module is storage only.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import sqlite3
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+ZERO_HASH = b"\x00" * 32
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS envelopes (
+    seq        INTEGER PRIMARY KEY,
+    data       BLOB    NOT NULL,
+    created_ms INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS meta (
+    key   TEXT PRIMARY KEY,
+    value BLOB NOT NULL
+);
+"""
+
+
+class OutboxError(Exception):
+    """Base of outbox errors."""
+
+
+class OutboxFullError(OutboxError):
+    """The outbox reached its limit; the new envelope was NOT stored. Raise an alarm: nothing
+    unconfirmed is ever overwritten, so the agent must stop producing until acks arrive."""
+
+    def __init__(self, depth: int, size_bytes: int, max_messages: int, max_bytes: int) -> None:
+        super().__init__(
+            f"outbox full: {depth} envelopes / {size_bytes} bytes (limits {max_messages} / "
+            f"{max_bytes}); waiting for the cloud to confirm before signing more"
+        )
+        self.depth = depth
+        self.size_bytes = size_bytes
+
+
+class ChainOrderError(OutboxError):
+    """We tried to append a seq that does not continue the chain: a bug of ours, not the peer's."""
+
+    def __init__(self, expected: int, got: int) -> None:
+        super().__init__(f"outbox expects seq {expected} next, got {got}")
+        self.expected = expected
+        self.seq = got
+
+
+@dataclass(frozen=True)
+class ChainHead:
+    seq: int  # 0 when nothing was ever signed
+    envelope_hash: bytes  # SHA-256 of the last envelope's bytes, or 32 zero bytes
+
+
+@dataclass(frozen=True)
+class Pending:
+    seq: int
+    data: bytes
+
+
+class Outbox:
+    """Thread-safe: the poller appends while the MQTT thread reads and confirms."""
+
+    def __init__(self, path: Path | str, *, max_messages: int = 100_000,
+                 max_bytes: int = 512 * 1024 * 1024) -> None:
+        self.path = Path(path)
+        self.max_messages = max_messages
+        self.max_bytes = max_bytes
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.Lock()
+        self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=FULL")
+        self._db.executescript(_SCHEMA)
+        row = self._db.execute("SELECT count(*), coalesce(sum(length(data)), 0) FROM envelopes")
+        self._depth, self._bytes = row.fetchone()
+
+    # -- meta --------------------------------------------------------------------------------
+    def _meta(self, key: str) -> bytes | None:
+        row = self._db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return bytes(row[0]) if row else None
+
+    def _set_meta(self, key: str, value: bytes) -> None:
+        self._db.execute("INSERT INTO meta(key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE "
+                         "SET value = excluded.value", (key, value))
+
+    def head(self) -> ChainHead:
+        with self._lock:
+            seq = self._meta("head_seq")
+            h = self._meta("head_hash")
+        return ChainHead(int(seq.decode()) if seq else 0, h or ZERO_HASH)
+
+    def confirmed_seq(self) -> int:
+        with self._lock:
+            v = self._meta("confirmed_seq")
+        return int(v.decode()) if v else 0
+
+    # -- writes ------------------------------------------------------------------------------
+    def append(self, seq: int, data: bytes, created_ms: int) -> ChainHead:
+        """Store an envelope durably and advance the chain head. Returns the new head."""
+        with self._lock:
+            head_seq = int((self._meta("head_seq") or b"0").decode())
+            if seq != head_seq + 1:
+                raise ChainOrderError(head_seq + 1, seq)
+            if self._depth >= self.max_messages or self._bytes + len(data) > self.max_bytes:
+                raise OutboxFullError(self._depth, self._bytes, self.max_messages, self.max_bytes)
+            digest = hashlib.sha256(data).digest()
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                self._db.execute("INSERT INTO envelopes(seq, data, created_ms) VALUES (?, ?, ?)",
+                                 (seq, data, created_ms))
+                self._set_meta("head_seq", str(seq).encode())
+                self._set_meta("head_hash", digest)
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._depth += 1
+            self._bytes += len(data)
+            return ChainHead(seq, digest)
+
+    def confirm(self, up_to_seq: int) -> int:
+        """The cloud committed every seq <= up_to_seq: delete them. Returns how many went.
+
+        An ack beyond what we ever signed (a confused or replayed ack) only confirms up to our
+        head: it must never pre-confirm envelopes that do not exist yet.
+        """
+        with self._lock:
+            current = int((self._meta("confirmed_seq") or b"0").decode())
+            up_to_seq = min(up_to_seq, int((self._meta("head_seq") or b"0").decode()))
+            if up_to_seq <= current:
+                return 0  # a stale or duplicate ack
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                row = self._db.execute(
+                    "SELECT count(*), coalesce(sum(length(data)), 0) FROM envelopes WHERE seq <= ?",
+                    (up_to_seq,)).fetchone()
+                self._db.execute("DELETE FROM envelopes WHERE seq <= ?", (up_to_seq,))
+                self._set_meta("confirmed_seq", str(up_to_seq).encode())
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._depth -= row[0]
+            self._bytes -= row[1]
+            return int(row[0])
+
+    # -- reads -------------------------------------------------------------------------------
+    def pending(self, after_seq: int = 0, limit: int = 1000) -> list[Pending]:
+        """Unconfirmed envelopes with seq > after_seq, oldest first."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT seq, data FROM envelopes WHERE seq > ? ORDER BY seq LIMIT ?",
+                (after_seq, limit)).fetchall()
+        return [Pending(int(s), bytes(d)) for s, d in rows]
+
+    def iter_pending(self, batch: int = 1000) -> Iterator[Pending]:
+        after = 0
+        while chunk := self.pending(after, batch):
+            yield from chunk
+            after = chunk[-1].seq
+
+    @property
+    def depth(self) -> int:
+        return int(self._depth)
+
+    @property
+    def size_bytes(self) -> int:
+        return int(self._bytes)
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    def __enter__(self) -> Outbox:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
