@@ -1,0 +1,94 @@
+"""MQTT topic names and the cloud's acknowledgement message (DESIGN.md, "Topics", "Delivery").
+
+    wattrail/v1/<agent-id>/readings   agent -> cloud: signed envelopes (COSE_Sign1 bytes)
+    wattrail/v1/<agent-id>/events     agent -> cloud: alarms (outbox full, meter faults)
+    wattrail/v1/<agent-id>/status     agent -> cloud: health, retained
+    wattrail/v1/<agent-id>/ack        cloud -> agent: "committed up to seq N", retained
+
+The broker's ACL lets an agent write only under its own id (its certificate's CN), so an agent
+id must be a single, literal topic level. Ingestors subscribe through a shared subscription so
+that several share the load.
+
+The ack is retained: an agent that reconnects learns at once how far the cloud has committed,
+even if it was offline when the ack was sent. Its payload is deterministic CBOR
+`{1: committed_seq}` (a map, so that fields can be added without breaking old agents).
+"""
+
+from __future__ import annotations
+
+import re
+
+import cbor2
+
+from protocols.errors import RemoteProtocolError
+
+PREFIX = "wattrail/v1"
+KINDS = ("readings", "events", "status", "ack")
+SHARE_GROUP = "ingest"
+# Agent ids become topic levels and certificate CNs: keep them boring.
+_AGENT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+RESERVED_PREFIX = "wattrail-"  # CNs of cloud services, never agents
+
+
+class MalformedMessage(RemoteProtocolError):  # noqa: N818 - pairs with MalformedResponse
+    """A topic or ack from the broker that is not what the contract says: count it, drop it."""
+
+
+class InvalidAgentId(ValueError):  # noqa: N818 - reads better at the call site
+    def __init__(self, agent_id: str) -> None:
+        super().__init__(
+            f"invalid agent id {agent_id!r}: use 1-64 characters of A-Z a-z 0-9 . _ -, starting "
+            f"with a letter or digit, not starting with {RESERVED_PREFIX!r}"
+        )
+        self.agent_id = agent_id
+
+
+def check_agent_id(agent_id: str) -> str:
+    if not _AGENT_ID.match(agent_id) or agent_id.startswith(RESERVED_PREFIX):
+        raise InvalidAgentId(agent_id)
+    return agent_id
+
+
+def topic(agent_id: str, kind: str) -> str:
+    if kind not in KINDS:
+        raise ValueError(f"unknown topic kind {kind!r}; one of {', '.join(KINDS)}")
+    return f"{PREFIX}/{check_agent_id(agent_id)}/{kind}"
+
+
+def shared_subscription(kind: str = "readings", group: str = SHARE_GROUP) -> str:
+    if kind not in KINDS:
+        raise ValueError(f"unknown topic kind {kind!r}")
+    return f"$share/{group}/{PREFIX}/+/{kind}"
+
+
+def parse_topic(name: str) -> tuple[str, str]:
+    """`wattrail/v1/<agent>/<kind>` -> (agent, kind); MalformedMessage for anything else."""
+    parts = name.split("/")
+    if len(parts) != 4 or f"{parts[0]}/{parts[1]}" != PREFIX or parts[3] not in KINDS:
+        raise MalformedMessage(f"not a Wattrail topic: {name!r}")
+    try:
+        return check_agent_id(parts[2]), parts[3]
+    except InvalidAgentId as exc:
+        raise MalformedMessage(f"bad agent id in topic {name!r}") from exc
+
+
+def encode_ack(committed_seq: int) -> bytes:
+    if committed_seq < 0:
+        raise ValueError(f"committed_seq must be >= 0, got {committed_seq}")
+    return cbor2.dumps({1: committed_seq}, canonical=True)
+
+
+def decode_ack(payload: bytes) -> int:
+    """The committed seq of an ack; MalformedMessage if it is not exactly `{1: uint}`."""
+    try:
+        value = cbor2.loads(payload)
+    except Exception as exc:  # cbor2 raises several types for junk; all mean "malformed"
+        raise MalformedMessage(f"ack is not CBOR: {exc}") from exc
+    if not isinstance(value, dict) or set(value) != {1}:
+        raise MalformedMessage("ack must be the CBOR map {1: committed_seq}")
+    seq = value[1]
+    if not isinstance(seq, int) or isinstance(seq, bool) or seq < 0:
+        raise MalformedMessage(f"ack committed_seq must be an unsigned integer, got {seq!r}")
+    if encode_ack(seq) != payload:
+        raise MalformedMessage("ack is not deterministically encoded")
+    return seq
