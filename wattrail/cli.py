@@ -6,6 +6,7 @@ from __future__ import annotations
 import typer
 
 from wattrail import __version__
+from wattrail.meter_cmd import app as meter_app
 
 app = typer.Typer(
     name="wattrail",
@@ -14,6 +15,8 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
 )
+
+app.add_typer(meter_app, name="meter")
 
 
 def _version(value: bool) -> None:
