@@ -222,6 +222,20 @@ class Publisher:
             self._client.loop(timeout=0.1)
         self._transition(ConnEvent.STOP)
 
+    def publish_event(self, payload: bytes) -> bool:
+        """Best effort: alarms go out if connected now; the log and metrics keep them too."""
+        return self._side_channel("events", payload, retain=False)
+
+    def publish_status(self, payload: bytes) -> bool:
+        """Retained health summary, so a dashboard sees the last state of a silent agent."""
+        return self._side_channel("status", payload, retain=True)
+
+    def _side_channel(self, kind: str, payload: bytes, *, retain: bool) -> bool:
+        if self.state is not ConnState.CONNECTED:
+            return False
+        info = self._client.publish(topic(self.agent_id, kind), payload, qos=1, retain=retain)
+        return info.rc == mqtt.MQTT_ERR_SUCCESS
+
     def notify(self) -> None:
         """A new envelope is in the outbox."""
         self._wake.set()

@@ -25,9 +25,10 @@ from protocols.errors import RemoteProtocolError
 PREFIX = "wattrail/v1"
 KINDS = ("readings", "events", "status", "ack")
 SHARE_GROUP = "ingest"
-# Agent ids become topic levels and certificate CNs: keep them boring.
-_AGENT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
-RESERVED_PREFIX = "wattrail-"  # CNs of cloud services, never agents
+# Agent ids become topic levels, certificate CNs and file names: keep them boring ASCII.
+MAX_AGENT_ID_LEN = 64  # X.509 ub-common-name
+_AGENT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+RESERVED_PREFIX = "wattrail-"  # CNs of cloud services (e.g. wattrail-ingestor), never agents
 
 
 class MalformedMessage(RemoteProtocolError):  # noqa: N818 - pairs with MalformedResponse
@@ -35,17 +36,29 @@ class MalformedMessage(RemoteProtocolError):  # noqa: N818 - pairs with Malforme
 
 
 class InvalidAgentId(ValueError):  # noqa: N818 - reads better at the call site
-    def __init__(self, agent_id: str) -> None:
-        super().__init__(
-            f"invalid agent id {agent_id!r}: use 1-64 characters of A-Z a-z 0-9 . _ -, starting "
-            f"with a letter or digit, not starting with {RESERVED_PREFIX!r}"
-        )
+    def __init__(self, agent_id: str, why: str) -> None:
+        super().__init__(f"agent id {agent_id!r} refused: {why}")
         self.agent_id = agent_id
+        self.why = why
 
 
 def check_agent_id(agent_id: str) -> str:
-    if not _AGENT_ID.match(agent_id) or agent_id.startswith(RESERVED_PREFIX):
-        raise InvalidAgentId(agent_id)
+    """Return `agent_id` if it can name an agent, else raise `InvalidAgentId` saying why.
+
+    The broker ACL keys on the certificate's CN and agents write under
+    `wattrail/v1/<agent-id>/...`, so a separator or wildcard in an id would let an agent (or
+    an ACL pattern) reach beyond its own subtree.
+    """
+    if not isinstance(agent_id, str) or not agent_id:
+        raise InvalidAgentId(str(agent_id), "must be a non-empty string")
+    if len(agent_id) > MAX_AGENT_ID_LEN:
+        raise InvalidAgentId(agent_id, f"longer than {MAX_AGENT_ID_LEN} characters")
+    if not _AGENT_ID.match(agent_id):
+        raise InvalidAgentId(agent_id, "use A-Z a-z 0-9 . _ - only, starting with a letter or "
+                             "digit (no MQTT separators, wildcards, $, blanks)")
+    # casefold: `Wattrail-Ingestor` would read as the ingestor to a human auditing the ACL
+    if agent_id.casefold().startswith(RESERVED_PREFIX):
+        raise InvalidAgentId(agent_id, f"ids starting {RESERVED_PREFIX!r} are reserved")
     return agent_id
 
 

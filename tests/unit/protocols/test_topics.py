@@ -24,9 +24,10 @@ def test_topics() -> None:
     assert shared_subscription() == "$share/ingest/wattrail/v1/+/readings"
 
 
-@pytest.mark.parametrize("bad", ["", "a/b", "+", "#", "wattrail-ingestor", "-x", "a" * 65, "é"],
+@pytest.mark.parametrize("bad", ["", "a/b", "+", "#", "wattrail-ingestor", "-x", "a" * 65, "é",
+                                 "Wattrail-X", "$SYS", "a b"],
                          ids=["empty", "slash", "plus", "hash", "reserved", "dash-first", "long",
-                              "non-ascii"])
+                              "non-ascii", "reserved-case", "dollar", "blank"])
 def test_invalid_agent_ids(bad: str) -> None:
     with pytest.raises(InvalidAgentId):
         topic(bad, "readings")
