@@ -6,7 +6,9 @@ from __future__ import annotations
 import typer
 
 from wattrail import __version__
+from wattrail.edge_cmd import edge
 from wattrail.meter_cmd import app as meter_app
+from wattrail.pki_cmd import app as pki_app
 
 app = typer.Typer(
     name="wattrail",
@@ -17,6 +19,8 @@ app = typer.Typer(
 )
 
 app.add_typer(meter_app, name="meter")
+app.add_typer(pki_app, name="pki")
+app.command()(edge)
 
 
 def _version(value: bool) -> None:

@@ -1,0 +1,80 @@
+"""`wattrail pki ...`: the device CA, agent identities and revocation (security/pki.py)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+app = typer.Typer(help="Device PKI: the Wattrail CA, agent identities, revocation.",
+                  no_args_is_help=True)
+DirOpt = Annotated[Path, typer.Option("--dir", help="the CA folder", envvar="WATTRAIL_PKI_DIR")]
+
+
+def _fail(exc: Exception) -> typer.Exit:
+    Console(stderr=True).print(f"[red]error:[/red] {exc}")
+    return typer.Exit(1)
+
+
+@app.command()
+def init(directory: DirOpt = Path("pki"),
+         name: Annotated[str, typer.Option(help="the CA's common name")] = "Wattrail device CA",
+         days: Annotated[int, typer.Option(help="validity in days")] = 3650) -> None:
+    """Create the Wattrail CA (ca.key 0600, ca.crt, an empty CRL). Refuses to overwrite one."""
+    from security.pki import PkiError, init_ca
+
+    try:
+        cert = init_ca(directory, name=name, days=days)
+    except PkiError as exc:
+        raise _fail(exc) from exc
+    typer.echo(f"CA {cert.subject.rfc4514_string()} in {directory} "
+               f"(valid until {cert.not_valid_after_utc:%Y-%m-%d})")
+
+
+@app.command("issue-agent")
+def issue_agent_cmd(
+    agent_id: Annotated[str, typer.Argument(help="the agent id: certificate CN and topic level")],
+    directory: DirOpt = Path("pki"),
+    days: Annotated[int, typer.Option(help="validity in days")] = 365,
+    from_seq: Annotated[int, typer.Option(
+        help="key rotation: the new signing key signs from this seq on")] = 1,
+) -> None:
+    """Issue an agent identity: a TLS key + certificate (CN = agent id) for the broker and an
+    Ed25519 signing key with a certificate binding it to the agent id, key id and validity."""
+    from security.agent_id import InvalidAgentId
+    from security.pki import PkiError, issue_agent
+
+    try:
+        creds = issue_agent(directory, agent_id, days=days, from_seq=from_seq)
+    except (PkiError, InvalidAgentId) as exc:
+        raise _fail(exc) from exc
+    typer.echo(f"agent {agent_id}: key id {creds.key_cert.kid.hex()} (from seq {from_seq})")
+    for label, path in (("TLS key", creds.tls_key), ("TLS certificate", creds.tls_cert),
+                        ("signing key", creds.signing_key),
+                        ("signing certificate", creds.signing_cert), ("CA", creds.ca_cert)):
+        typer.echo(f"  {label:20} {path}")
+
+
+@app.command()
+def revoke(
+    target: Annotated[str, typer.Argument(help="an agent id (all its certificates) or a hex serial")],
+    directory: DirOpt = Path("pki"),
+) -> None:
+    """Revoke certificates and write a fresh signed CRL (reload the broker to apply it)."""
+    from security.pki import PkiError
+    from security.pki import revoke as do_revoke
+
+    value: int | str = target
+    if target.startswith("0x"):
+        try:
+            value = int(target, 16)
+        except ValueError as exc:
+            raise _fail(ValueError(f"{target!r} is not a hex serial")) from exc
+    try:
+        crl = do_revoke(directory, value)
+    except PkiError as exc:
+        raise _fail(exc) from exc
+    typer.echo(f"revoked {target}; CRL now lists {len(list(crl))} certificate(s): "
+               f"{directory / 'crl.pem'}")
