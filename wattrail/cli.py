@@ -9,6 +9,7 @@ from wattrail import __version__
 from wattrail.edge_cmd import edge
 from wattrail.meter_cmd import app as meter_app
 from wattrail.pki_cmd import app as pki_app
+from wattrail.sim_cmd import sim
 
 app = typer.Typer(
     name="wattrail",
@@ -21,6 +22,7 @@ app = typer.Typer(
 app.add_typer(meter_app, name="meter")
 app.add_typer(pki_app, name="pki")
 app.command()(edge)
+app.command()(sim)
 
 
 def _version(value: bool) -> None:
