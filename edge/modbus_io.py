@@ -9,6 +9,7 @@ Errors, split by what the poller does with them (after httpcore's `map_exception
   dropped by pymodbus and surface as a timeout). The reading is recorded as COMMS_LOST.
 - `MeterRefused`: the meter answered with a Modbus exception code (e.g. 2, illegal data
   address: the map does not fit this meter). The reading is recorded as DECODE_ERROR.
+  Gateway exceptions 0x0A/0x0B mean the meter never answered: those are `CommsLost`.
 """
 
 from __future__ import annotations
@@ -53,6 +54,10 @@ def map_exceptions(meter_id: str, link: str) -> Iterator[None]:
     except ModbusException as exc:
         raise CommsLost(f"modbus: {exc}", meter_id=meter_id, link=link) from exc
 
+
+# 0x0A gateway path unavailable, 0x0B gateway target device failed to respond: the meter
+# said nothing, so the reading is COMMS_LOST, not a decode problem.
+GATEWAY_EXCEPTIONS = frozenset({0x0A, 0x0B})
 
 ModbusClient = AsyncModbusTcpClient | AsyncModbusSerialClient | AsyncModbusTlsClient
 
@@ -101,6 +106,9 @@ class Link:
                         raise ValueError(f"function {r.function} is not a register read")
                 if rr.isError():
                     code = int(getattr(rr, "exception_code", 0))
+                    if code in GATEWAY_EXCEPTIONS:  # the gateway could not reach the meter
+                        raise CommsLost(f"gateway exception 0x{code:02X} for {r}",
+                                        meter_id=meter_id, link=self.name)
                     raise MeterRefused(f"exception code {code} for {r}", meter_id=meter_id,
                                        link=self.name, exception_code=code)
                 out.append(list(rr.registers))

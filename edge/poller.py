@@ -50,17 +50,22 @@ class Poller:
                  max_gap: int = 8, clock_ms: Callable[[], int] = _now_ms) -> None:
         self.meters = meters
         self.clock_ms = clock_ms
+        self.timeout, self.retries = timeout, retries
+        # pymodbus binds a client to the running event loop, so links are made on first use
         self.links: dict[tuple[str, str | int], Link] = {}
         self.plans: dict[str, tuple[Read, ...]] = {}
         for m in meters:
-            if m.link not in self.links:
-                self.links[m.link] = Link(m.link[0], str(m.link[1]), timeout=timeout,
-                                          retries=retries, baudrate=m.baudrate, parity=m.parity)
             self.plans[m.id] = tuple(plan_reads(get_map(m.map), max_gap=max_gap))
         self.stats = PollStats()
 
+    def _link(self, m: MeterConfig) -> Link:
+        if m.link not in self.links:
+            self.links[m.link] = Link(m.link[0], str(m.link[1]), timeout=self.timeout,
+                                      retries=self.retries, baudrate=m.baudrate, parity=m.parity)
+        return self.links[m.link]
+
     async def poll_meter(self, m: MeterConfig) -> PollOutcome:
-        link = self.links[m.link]
+        link = self._link(m)
         ts = self.clock_ms()
         try:
             words = await link.read(m.id, m.unit_id, self.plans[m.id])
