@@ -1,0 +1,233 @@
+"""Store one batch in one transaction, settling the chain questions against the database.
+
+The database, not any ingestor's memory, is the authority on each agent's chain, so any
+ingestor can take any message (shared subscription) and a restarted ingestor needs no state:
+
+- (agent, seq) already stored with the same SHA-256  -> duplicate: acknowledged, not stored;
+- (agent, seq) already stored with other bytes       -> quarantine `conflict`;
+- seq-1 stored and this envelope's prev-hash differs -> quarantine `conflict` (broken chain);
+- seq-1 not stored (yet)                             -> stored, verdict `gap` (may fill later);
+- otherwise                                          -> stored, verdict `ok`.
+
+Envelopes are inserted with ON CONFLICT DO NOTHING, so a race with another ingestor storing
+the same seq ends as a duplicate or a conflict, never as two rows. Readings are COPYed into a
+temporary table and inserted with ON CONFLICT (meter_id, ts) DO NOTHING.
+
+"Committed up to N" for an agent is the longest gap-free prefix 1..N of its stored seqs, kept
+in `agent_progress` under a row lock: acknowledging past a missing seq would make the agent
+delete an envelope the cloud never stored.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import psycopg
+
+from cloud.ingest.classify import Candidate, Quarantine, QuarantineReason
+from protocols.envelope import GENESIS_PREV_HASH
+from protocols.reading import MEASURED_FIELDS
+from security.keyring import KeyCertificate, Keyring
+
+_FAR_FUTURE_MS = 253_402_300_799_000  # 9999-12-31
+
+
+@dataclass
+class BatchResult:
+    stored: int = 0
+    readings: int = 0
+    duplicates: int = 0
+    quarantined: Counter[str] = field(default_factory=Counter)
+    committed_upto: dict[str, int] = field(default_factory=dict)
+
+    def merge(self, other: BatchResult) -> None:
+        self.stored += other.stored
+        self.readings += other.readings
+        self.duplicates += other.duplicates
+        self.quarantined.update(other.quarantined)
+        self.committed_upto.update(other.committed_upto)
+
+
+def load_keyring(conn: psycopg.Connection[Any]) -> Keyring:
+    rows = conn.execute(
+        "SELECT agent_id, key_id, public_key, "
+        "       (extract(epoch FROM valid_from) * 1000)::bigint, "
+        "       (extract(epoch FROM valid_to) * 1000)::bigint, from_seq, "
+        "       (extract(epoch FROM revoked_at) * 1000)::bigint "
+        "FROM agent_keys ORDER BY agent_id, from_seq").fetchall()
+    return Keyring(
+        KeyCertificate(a, bytes(k), bytes(p), vf, vt if vt is not None else _FAR_FUTURE_MS,
+                       max(1, fs), rv)
+        for a, k, p, vf, vt, fs, rv in rows)
+
+
+def register_key(conn: psycopg.Connection[Any], cert: KeyCertificate,
+                 certificate_pem: str | None = None) -> None:
+    """Add an agent and its signing key to the registry (idempotent; keeps a revocation)."""
+    conn.execute("INSERT INTO agents (agent_id) VALUES (%s) ON CONFLICT DO NOTHING",
+                 [cert.agent_id])
+    conn.execute(
+        "INSERT INTO agent_keys (agent_id, key_id, public_key, certificate_pem, valid_from, "
+        "valid_to, from_seq, revoked_at) VALUES (%s, %s, %s, %s, to_timestamp(%s / 1000.0), "
+        "to_timestamp(%s / 1000.0), %s, to_timestamp(%s / 1000.0)) "
+        "ON CONFLICT (agent_id, key_id) DO UPDATE SET revoked_at = "
+        "coalesce(agent_keys.revoked_at, excluded.revoked_at)",
+        [cert.agent_id, cert.kid, cert.public_key, certificate_pem, cert.valid_from_ms,
+         cert.valid_to_ms, cert.from_seq, cert.revoked_at_ms])
+
+
+_STAGE = ("CREATE TEMP TABLE IF NOT EXISTS ingest_stage ("
+          "meter_id text COLLATE \"C\", ts_ms bigint, "
+          + ", ".join(f"{f} float8" for f in MEASURED_FIELDS)
+          + ", status int4, quality int2, agent_id text COLLATE \"C\", seq int8) "
+          "ON COMMIT DELETE ROWS")
+_STAGE_TYPES = ["text", "int8", *["float8"] * len(MEASURED_FIELDS), "int4", "int2", "text", "int8"]
+_COLS = ", ".join(MEASURED_FIELDS)
+
+
+def _finite(v: float | None) -> float | None:
+    return v if v is None or math.isfinite(v) else None
+
+
+def store_batch(conn: psycopg.Connection[Any], items: Sequence[Candidate | Quarantine]
+                ) -> BatchResult:
+    res = BatchResult()
+    cands = sorted((i for i in items if isinstance(i, Candidate)),
+                   key=lambda c: (c.agent_id, c.seq))
+    quarantine = [i for i in items if isinstance(i, Quarantine)]
+    agents = sorted({c.agent_id for c in cands})
+    with conn.transaction():
+        known = _known_hashes(conn, cands)
+        to_insert: list[tuple[Candidate, str]] = []
+        for c in cands:
+            key = (c.agent_id, c.seq)
+            if key in known:
+                if known[key] == c.envelope_hash:
+                    res.duplicates += 1
+                else:
+                    quarantine.append(_conflict(c, f"seq {c.seq} already stored with other bytes"))
+                continue
+            prev = known.get((c.agent_id, c.seq - 1))
+            if c.seq == 1 and c.payload.prev_hash != GENESIS_PREV_HASH:
+                quarantine.append(_conflict(c, "seq 1 must carry the all-zero prev hash"))
+                continue
+            if prev is not None and prev != c.payload.prev_hash:
+                quarantine.append(_conflict(
+                    c, f"broken chain: prev hash does not match stored seq {c.seq - 1}"))
+                continue
+            verdict = "ok" if c.seq == 1 or prev is not None else "gap"
+            to_insert.append((c, verdict))
+            known[key] = c.envelope_hash
+        inserted = _insert_envelopes(conn, to_insert)
+        for c, _v in to_insert:  # lost a race with another ingestor for this seq
+            if (c.agent_id, c.seq) not in inserted:
+                row = conn.execute("SELECT sha256 FROM envelopes WHERE agent_id = %s AND seq = %s",
+                                   [c.agent_id, c.seq]).fetchone()
+                if row is not None and bytes(row[0]) == c.envelope_hash:
+                    res.duplicates += 1
+                else:
+                    quarantine.append(_conflict(c, f"seq {c.seq} stored concurrently with "
+                                                   "other bytes"))
+        stored = [c for c, _v in to_insert if (c.agent_id, c.seq) in inserted]
+        res.stored = len(stored)
+        res.readings = _insert_readings(conn, stored)
+        for q in quarantine:
+            _quarantine(conn, q)
+            res.quarantined[q.reason.value] += 1
+        res.committed_upto = _advance(conn, agents)
+    return res
+
+
+def _conflict(c: Candidate, detail: str) -> Quarantine:
+    return Quarantine(c.msg, QuarantineReason.CONFLICT, detail, c.envelope_hash,
+                      agent_id=c.agent_id, seq=c.seq)
+
+
+def _known_hashes(conn: psycopg.Connection[Any], cands: list[Candidate]
+                  ) -> dict[tuple[str, int], bytes]:
+    if not cands:
+        return {}
+    agents = [c.agent_id for c in cands] * 2
+    seqs = [c.seq for c in cands] + [c.seq - 1 for c in cands]
+    rows = conn.execute(
+        "SELECT e.agent_id, e.seq, e.sha256 FROM envelopes e "
+        "JOIN unnest(%s::text[], %s::int8[]) AS k(agent_id, seq) "
+        "ON e.agent_id = k.agent_id AND e.seq = k.seq", [agents, seqs]).fetchall()
+    return {(a, s): bytes(h) for a, s, h in rows}
+
+
+def _insert_envelopes(conn: psycopg.Connection[Any], rows: list[tuple[Candidate, str]]
+                      ) -> set[tuple[str, int]]:
+    if not rows:
+        return set()
+    out = conn.execute(
+        "INSERT INTO envelopes (agent_id, seq, raw, sha256, key_id, sent_at, received_at, verdict) "
+        "SELECT a, s, r, h, k, to_timestamp(st / 1000.0), to_timestamp(rt / 1000.0), v "
+        "FROM unnest(%s::text[], %s::int8[], %s::bytea[], %s::bytea[], %s::bytea[], "
+        "            %s::int8[], %s::int8[], %s::text[]) AS u(a, s, r, h, k, st, rt, v) "
+        "ON CONFLICT (agent_id, seq) DO NOTHING RETURNING agent_id, seq",
+        [[c.agent_id for c, _ in rows], [c.seq for c, _ in rows],
+         [c.msg.payload for c, _ in rows], [c.envelope_hash for c, _ in rows],
+         [c.payload.kid for c, _ in rows], [c.payload.sent_at_ms for c, _ in rows],
+         [c.msg.received_ms for c, _ in rows], [v for _, v in rows]]).fetchall()
+    return {(a, s) for a, s in out}
+
+
+def _insert_readings(conn: psycopg.Connection[Any], stored: list[Candidate]) -> int:
+    if not stored:
+        return 0
+    conn.execute(_STAGE)
+    with conn.cursor() as cur:
+        with cur.copy("COPY ingest_stage FROM STDIN WITH (FORMAT BINARY)") as copy:
+            copy.set_types(_STAGE_TYPES)
+            for c in stored:
+                for r in c.payload.readings:
+                    copy.write_row((r.meter_id, r.ts_ms,
+                                    *(_finite(getattr(r, f)) for f in MEASURED_FIELDS),
+                                    r.status, int(r.quality), c.agent_id, c.seq))
+        cur.execute(
+            f"INSERT INTO readings (meter_id, ts, {_COLS}, status, quality, provenance, agent_id, "
+            f"seq) SELECT meter_id, to_timestamp(ts_ms / 1000.0), {_COLS}, status, quality, "
+            "'signed', agent_id, seq FROM ingest_stage ON CONFLICT (meter_id, ts) DO NOTHING")
+        return cur.rowcount
+
+
+def _quarantine(conn: psycopg.Connection[Any], q: Quarantine) -> None:
+    conn.execute(
+        "INSERT INTO quarantine (sha256, raw, agent_id, seq, reason, detail) "
+        "VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT (sha256) DO UPDATE SET "
+        "count = quarantine.count + 1, last_seen = now()",
+        [q.envelope_hash, q.msg.payload, q.agent_id, q.seq, q.reason.value, q.detail])
+
+
+def _advance(conn: psycopg.Connection[Any], agents: list[str]) -> dict[str, int]:
+    """Move each agent's gap-free committed prefix forward; return it for the acks."""
+    out: dict[str, int] = {}
+    for agent in agents:  # sorted: two ingestors lock agents in the same order
+        conn.execute("INSERT INTO agent_progress (agent_id) VALUES (%s) ON CONFLICT DO NOTHING",
+                     [agent])
+        row = conn.execute("SELECT committed_upto FROM agent_progress WHERE agent_id = %s "
+                           "FOR UPDATE", [agent]).fetchone()
+        assert row is not None
+        upto = int(row[0])
+        while True:
+            seqs = [s for (s,) in conn.execute(
+                "SELECT seq FROM envelopes WHERE agent_id = %s AND seq > %s ORDER BY seq "
+                "LIMIT 10000", [agent, upto])]
+            advanced = upto
+            for s in seqs:
+                if s != advanced + 1:
+                    break
+                advanced = s
+            if advanced == upto or advanced != (seqs[-1] if seqs else upto) or len(seqs) < 10000:
+                upto = advanced
+                break
+            upto = advanced
+        conn.execute("UPDATE agent_progress SET committed_upto = %s, updated_at = now() "
+                     "WHERE agent_id = %s", [upto, agent])
+        out[agent] = upto
+    return out

@@ -1,0 +1,106 @@
+"""The writer settles chain questions against the real database, in one transaction."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import psycopg
+import pytest
+
+from cloud.ingest.classify import Candidate, Incoming, Quarantine, QuarantineReason, classify
+from cloud.ingest.writer import load_keyring, register_key, store_batch
+from cloud.store.migrate import migrate
+from tests.unit.security.envelopes import T0, Agent, cert_for, key_from_byte
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def conn(db_dsn: str) -> Iterator[psycopg.Connection[Any]]:
+    with psycopg.connect(db_dsn) as c:
+        migrate(c)
+        yield c
+
+
+@pytest.fixture
+def agent(conn: psycopg.Connection[Any]) -> Agent:
+    a = Agent("tx-a", key_from_byte(1))
+    with conn.transaction():
+        register_key(conn, cert_for(a.key, a.agent_id))
+    return a
+
+
+def items(conn: psycopg.Connection[Any], *payloads: bytes) -> list[Candidate | Quarantine]:
+    ring = load_keyring(conn)
+    return [classify(Incoming("wattrail/v1/tx-a/readings", p, i, T0), ring)
+            for i, p in enumerate(payloads)]
+
+
+def count(conn: psycopg.Connection[Any], sql: str) -> int:
+    row = conn.execute(sql).fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+def test_chain_duplicates_gaps_and_conflicts(conn: psycopg.Connection[Any], agent: Agent) -> None:
+    e1, e2, e3 = agent.envelope(), agent.envelope(), agent.envelope()
+    res = store_batch(conn, items(conn, e1, e2, e3))
+    assert (res.stored, res.readings, res.duplicates) == (3, 3, 0)
+    assert res.committed_upto == {"tx-a": 3}
+
+    again = store_batch(conn, items(conn, e2, e3))  # redelivery after a lost ack
+    assert (again.stored, again.duplicates) == (0, 2)
+    assert again.committed_upto == {"tx-a": 3}
+    assert count(conn, "SELECT count(*) FROM readings") == 3
+
+    forged2 = agent.envelope(seq=2, meter="m-9", advance=False)  # same seq, other bytes
+    e5 = agent.envelope(seq=5)  # 4 is missing for now
+    res = store_batch(conn, items(conn, forged2, e5))
+    assert res.quarantined == {"conflict": 1}
+    assert res.stored == 1
+    assert res.committed_upto == {"tx-a": 3}, "never acknowledge past a missing seq"
+    verdict = conn.execute("SELECT verdict FROM envelopes WHERE seq = 5").fetchone()
+    assert verdict == ("gap",)
+
+    agent.seq, agent.prev = 3, conn.execute(
+        "SELECT sha256 FROM envelopes WHERE seq = 3").fetchone()[0]  # type: ignore[index]
+    e4 = agent.envelope(seq=4)
+    res = store_batch(conn, items(conn, e4))
+    assert res.committed_upto == {"tx-a": 5}, "filling the gap acknowledges through 5"
+
+    broken = agent.envelope(seq=6, prev=b"\x11" * 32, advance=False)
+    res = store_batch(conn, items(conn, broken))
+    assert res.quarantined == {"conflict": 1}
+    detail = conn.execute("SELECT detail FROM quarantine WHERE seq = 6").fetchone()
+    assert detail is not None and "broken chain" in detail[0]
+    assert count(conn, "SELECT count(*) FROM envelopes") == 5
+    raw = conn.execute("SELECT raw FROM envelopes WHERE seq = 1").fetchone()
+    assert raw is not None and bytes(raw[0]) == e1, "the evidence must be stored byte for byte"
+
+
+def test_quarantine_counts_repeats_and_never_stores_readings(
+    conn: psycopg.Connection[Any], agent: Agent,
+) -> None:
+    good = agent.envelope()
+    bad = good[:-1] + bytes([good[-1] ^ 1])
+    for _ in range(3):
+        res = store_batch(conn, items(conn, bad))
+        assert res.quarantined == {QuarantineReason.BAD_SIGNATURE.value: 1}
+    row = conn.execute("SELECT reason, count, agent_id FROM quarantine").fetchone()
+    assert row == ("bad_signature", 3, "tx-a")
+    assert count(conn, "SELECT count(*) FROM readings") == 0
+    assert count(conn, "SELECT count(*) FROM envelopes") == 0
+
+
+def test_readings_are_idempotent_on_meter_and_time(
+    conn: psycopg.Connection[Any], agent: Agent,
+) -> None:
+    e1 = agent.envelope(sent_at_ms=T0 + 10_000)
+    # a second envelope carrying a reading of the same meter at the same instant
+    e2 = agent.envelope(sent_at_ms=T0 + 10_000)
+    res = store_batch(conn, items(conn, e1, e2))
+    assert res.stored == 2
+    assert res.readings == 1
+    prov = conn.execute("SELECT provenance, agent_id, seq FROM readings").fetchall()
+    assert prov == [("signed", "tx-a", 1)]
