@@ -7,6 +7,7 @@ import typer
 
 from wattrail import __version__
 from wattrail.edge_cmd import edge
+from wattrail.ingest_cmd import agents_app, ingest
 from wattrail.meter_cmd import app as meter_app
 from wattrail.pki_cmd import app as pki_app
 from wattrail.sim_cmd import sim
@@ -23,6 +24,8 @@ app.add_typer(meter_app, name="meter")
 app.add_typer(pki_app, name="pki")
 app.command()(edge)
 app.command()(sim)
+app.command()(ingest)
+app.add_typer(agents_app, name="agents")
 
 
 def _version(value: bool) -> None:
