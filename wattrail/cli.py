@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import typer
 
+from cloud.store.cli import mount as mount_store
 from wattrail import __version__
 from wattrail.edge_cmd import edge
 from wattrail.ingest_cmd import agents_app, ingest
@@ -26,6 +27,7 @@ app.command()(edge)
 app.command()(sim)
 app.command()(ingest)
 app.add_typer(agents_app, name="agents")
+mount_store(app)  # db migrate|refresh, topology import, readings import
 
 
 def _version(value: bool) -> None:

@@ -1,0 +1,129 @@
+"""`wattrail db|topology|readings ...`: the store's commands. wattrail/cli.py mounts them with
+`cloud.store.cli.mount(app)`. Exit codes: 0 done, 1 the input file is invalid (the first 20
+problems and the count are printed), 2 the database refused (connection, migration)."""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime
+from pathlib import Path
+from typing import Annotated
+
+import psycopg
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
+
+from cloud.store.errors import MigrationError, ValidationError
+
+SHOW_PROBLEMS = 20
+err = Console(stderr=True)
+out = Console()
+
+Dsn = Annotated[str, typer.Option(envvar="WATTRAIL_DSN", show_envvar=True,
+                                  help="PostgreSQL DSN of the Wattrail database")]
+db_app = typer.Typer(help="Database schema and rollups.", no_args_is_help=True)
+topology_app = typer.Typer(help="The grid / customer archive.", no_args_is_help=True)
+readings_app = typer.Typer(help="Historical readings.", no_args_is_help=True)
+
+
+def mount(app: typer.Typer) -> None:
+    """Add `db`, `topology` and `readings` to the wattrail command line."""
+    app.add_typer(db_app, name="db")
+    app.add_typer(topology_app, name="topology")
+    app.add_typer(readings_app, name="readings")
+
+
+def _connect(dsn: str) -> psycopg.Connection:
+    try:
+        return psycopg.connect(dsn, autocommit=True)
+    except psycopg.OperationalError as exc:
+        err.print(f"[red]cannot connect to the database:[/red] {exc}".rstrip()
+                  + "\nCheck --dsn / WATTRAIL_DSN and that the server runs (scripts/services status).")
+        raise typer.Exit(2) from exc
+
+
+def _fail_validation(exc: ValidationError) -> None:
+    err.print(f"[red]{exc.path}: {exc.total} problem(s), nothing was imported[/red]")
+    for p in exc.problems[:SHOW_PROBLEMS]:
+        err.print(f"  {p}")
+    if exc.total > SHOW_PROBLEMS:
+        err.print(f"  ... and {exc.total - SHOW_PROBLEMS} more")
+    raise typer.Exit(1)
+
+
+@db_app.command("migrate")
+def migrate_cmd(dsn: Dsn) -> None:
+    """Apply pending schema migrations (safe to run again, and from several hosts at once)."""
+    from cloud.store.migrate import migrate
+
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    with _connect(dsn) as conn:
+        try:
+            done = migrate(conn)
+        except MigrationError as exc:
+            err.print(f"[red]migration failed:[/red] {exc}")
+            raise typer.Exit(2) from exc
+    out.print(f"applied {len(done)} migration(s)" + "".join(f"\n  {m.version:04d}_{m.name}" for m in done))
+
+
+@db_app.command("refresh")
+def refresh_cmd(dsn: Dsn,
+                start: Annotated[datetime, typer.Option(help="UTC start, e.g. 2024-01-01")],
+                end: Annotated[datetime, typer.Option(help="UTC end (exclusive)")]) -> None:
+    """Recompute the 15-min, hourly and daily rollups for a time range."""
+    from datetime import UTC
+
+    from cloud.store.rollups import refresh_rollups
+
+    with _connect(dsn) as conn:
+        written = refresh_rollups(conn, start.replace(tzinfo=start.tzinfo or UTC),
+                                  end.replace(tzinfo=end.tzinfo or UTC))
+    out.print(", ".join(f"{t}: {n} rows" for t, n in written.items()))
+
+
+@topology_app.command("import")
+def topology_import(file: Annotated[Path, typer.Argument(exists=True, dir_okay=False)], dsn: Dsn) -> None:
+    """Import or update the grid from a grid file (docs/grid-file.md)."""
+    from cloud.store.topology import import_topology
+
+    with _connect(dsn) as conn:
+        try:
+            counts = import_topology(conn, file)
+        except ValidationError as exc:
+            _fail_validation(exc)
+    out.print("imported " + ", ".join(f"{n} {k}" for k, n in counts.items()))
+
+
+@readings_app.command("import")
+def readings_import(
+    file: Annotated[Path, typer.Argument(exists=True, dir_okay=False)], dsn: Dsn,
+    refresh: Annotated[bool, typer.Option(help="refresh the rollups for the imported span")] = True,
+) -> None:
+    """Import historical interval readings from a CSV (docs/historical-import.md)."""
+    from cloud.store.historical import import_readings_csv
+    from cloud.store.rollups import refresh_rollups
+
+    with _connect(dsn) as conn, Progress(TextColumn("{task.description}"), BarColumn(),
+                                         TextColumn("{task.completed:,}/{task.total:,}"),
+                                         TimeElapsedColumn(), console=err) as bar:
+        tasks: dict[str, TaskID] = {}
+
+        def progress(step: str, done: int, total: int) -> None:
+            if step not in tasks:
+                tasks[step] = bar.add_task(step, total=total)
+            bar.update(tasks[step], completed=done, total=total)
+
+        try:
+            res = import_readings_csv(conn, file, progress=progress)
+        except ValidationError as exc:
+            bar.stop()
+            _fail_validation(exc)
+        if res.already_imported:
+            out.print(f"{file} was already imported (batch {res.batch_id}); nothing changed")
+            return
+        if refresh and res.first_ts is not None and res.last_ts is not None:
+            progress("rollups", 0, 1)
+            refresh_rollups(conn, res.first_ts, res.last_ts)
+            progress("rollups", 1, 1)
+    out.print(f"batch {res.batch_id}: {res.rows:,} rows -> {res.inserted:,} readings ({res.path} COPY)")

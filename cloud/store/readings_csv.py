@@ -1,0 +1,201 @@
+"""Parse and check a historical readings CSV without touching the database.
+
+`parse_readings_csv(data)` returns the rows as columns, sorted by (meter, interval start),
+and every problem it found with its line. The checks that need the database (is the meter
+known?) are historical.py's; this module only needs the bytes.
+
+Each row is one interval of one meter: `import_wh` is the energy consumed *during* the interval
+(not a register reading), as meter-data-management systems export it.
+"""
+
+from __future__ import annotations
+
+import csv
+from dataclasses import dataclass, field
+
+import numpy as np
+import numpy.typing as npt
+
+from cloud.store.csv_format import ColumnPlan, plan_columns
+from cloud.store.csv_kernel import (
+    E_EMPTY,
+    E_NUMBER,
+    E_OK,
+    E_QUOTE,
+    E_SLOW,
+    E_TIMESTAMP,
+    R_BLANK,
+    R_FIELDS,
+    same_ids,
+    tokenize,
+)
+from cloud.store.errors import Problem
+
+MAX_PROBLEMS = 1000  # kept with their details; the total is always counted
+_FIELD_MESSAGES = {
+    E_EMPTY: "is empty",
+    E_NUMBER: "is not a number",
+    E_TIMESTAMP: "is not a timestamp like 2024-01-31T23:45:00Z or 2024-01-31T23:45:00+01:00",
+    E_QUOTE: "has a stray or unterminated double quote",
+}
+# export_wh, when the column is there, is cumulated like import_wh, so a gap would shift every
+# later register value: it must be given on every row. Voltages and currents may be empty.
+_REQUIRED = ("meter_id", "interval_start", "interval_end", "interval_minutes", "interval_seconds",
+             "import_wh", "export_wh")
+_NONNEGATIVE = ("import_wh", "export_wh", "v_l1", "v_l2", "v_l3", "i_l1", "i_l2", "i_l3")
+
+
+class Problems:
+    """Collects problems, keeping the first MAX_PROBLEMS and counting the rest."""
+
+    def __init__(self) -> None:
+        self.items: list[Problem] = []
+        self.total = 0
+
+    def add(self, line: int | None, message: str, where: str = "", key: str | None = None) -> None:
+        self.total += 1
+        if len(self.items) < MAX_PROBLEMS:
+            self.items.append(Problem(line, message, where, key))
+
+    def sorted(self) -> list[Problem]:
+        return sorted(self.items, key=lambda p: (p.line or 0, p.where))
+
+
+@dataclass
+class ParsedReadings:
+    """Good rows only, sorted by (meter_code, start_us)."""
+
+    rows: int  # data rows in the file, good or bad
+    line: npt.NDArray[np.int64]
+    meter_code: npt.NDArray[np.int64]  # index into meter_ids
+    meter_ids: list[str]
+    start_us: npt.NDArray[np.int64]  # µs since the Unix epoch, UTC
+    end_us: npt.NDArray[np.int64]
+    import_wh: npt.NDArray[np.float64]
+    # optional columns present in the file: name -> (values, missing mask)
+    optional: dict[str, tuple[npt.NDArray[np.float64], npt.NDArray[np.bool_]]] = field(
+        default_factory=dict)
+
+
+def _line_fields(data: bytes, start: int) -> list[str]:
+    end = data.find(b"\n", start)
+    text = data[start:end if end >= 0 else len(data)].decode("utf-8", "replace").rstrip("\r")
+    return [f.strip() for f in next(csv.reader([text], skipinitialspace=True), [])]
+
+
+def _field_problems(data: bytes, plan: ColumnPlan, tk_err: npt.NDArray[np.uint8],
+                    tk_line: npt.NDArray[np.int64], tk_start: npt.NDArray[np.int64],
+                    floats: npt.NDArray[np.float64], problems: Problems) -> npt.NDArray[np.bool_]:
+    """Report bad fields; convert E_SLOW numbers with float(); return the rows that are bad.
+    Empty optional values are not errors (missing is missing): callers see them as E_EMPTY."""
+    required = np.array([n in _REQUIRED for n in plan.names])
+    bad_field = (tk_err != E_OK) & ~((tk_err == E_EMPTY) & ~required[None, :])
+    slow = tk_err == E_SLOW
+    for r, c in zip(*np.nonzero(bad_field & ~slow), strict=True):
+        if len(problems.items) >= MAX_PROBLEMS:
+            problems.total += int(np.count_nonzero(bad_field & ~slow)) - len(problems.items)
+            break
+        name = plan.names[c]
+        vals = _line_fields(data, int(tk_start[r]))
+        shown = f" ({vals[c]!r})" if c < len(vals) and vals[c] else ""
+        problems.add(int(tk_line[r]), f"{name}{shown} {_FIELD_MESSAGES[int(tk_err[r, c])]}", name)
+    for r, c in zip(*np.nonzero(slow), strict=True):  # rare: long mantissas, big exponents
+        text = _line_fields(data, int(tk_start[r]))[c]
+        floats[r, plan.slot(plan.names[c])] = float(text)  # the kernel checked the syntax
+        bad_field[r, c] = False
+    return bad_field.any(axis=1)
+
+
+def _factorize(buf: npt.NDArray[np.uint8], id_s: npt.NDArray[np.int64],
+               id_e: npt.NDArray[np.int64], id_h: npt.NDArray[np.uint64]
+               ) -> tuple[npt.NDArray[np.int64], list[str]]:
+    """Meter id of every row as a code into the sorted list of distinct ids. Rows are grouped
+    by the ids' 64-bit hashes, then every row's bytes are compared with its group's first row,
+    so a hash collision cannot merge two meters (it falls back to comparing bytes)."""
+    if len(id_s) == 0:
+        return np.zeros(0, np.int64), []
+    _, first, codes = np.unique(id_h, return_index=True, return_inverse=True)
+    if not same_ids(buf, id_s, id_e, codes, first):
+        width = int((id_e - id_s).max())  # collision: slow, exact
+        idx = np.minimum(id_s[:, None] + np.arange(width)[None, :], len(buf) - 1)
+        raw = np.where(idx < id_e[:, None], buf[idx], 0).astype(np.uint8)
+        uniq, codes = np.unique(raw.view(f"S{width}").ravel(), return_inverse=True)
+        return codes.astype(np.int64), [u.decode("utf-8", "replace") for u in uniq]
+    ids = [bytes(buf[id_s[f]:id_e[f]]).decode("utf-8", "replace") for f in first]
+    # codes follow id order, so sorting by code sorts rows by meter id
+    order = np.argsort(np.array(ids, dtype=object)).astype(np.int64)
+    rank = np.empty_like(order)
+    rank[order] = np.arange(len(order))
+    return rank[codes], [ids[i] for i in order]
+
+
+def _sort_order(codes: npt.NDArray[np.int64], start: npt.NDArray[np.int64]) -> npt.NDArray[np.int64] | None:
+    """Permutation sorting rows by (meter, start), or None when they already are."""
+    if len(codes) < 2:
+        return None
+    dc = np.diff(codes)
+    if (dc > 0).all() or ((dc >= 0).all() and (np.diff(start)[dc == 0] > 0).all()):
+        return None
+    return np.lexsort((start, codes))
+
+
+def parse_readings_csv(data: bytes) -> tuple[ParsedReadings | None, list[Problem], int]:
+    """(parsed good rows or None if the header is unusable, problems sorted by line, total)."""
+    problems = Problems()
+    header_end = data.find(b"\n")
+    header = data[: header_end if header_end >= 0 else len(data)].decode("utf-8", "replace")
+    plan, header_problems = plan_columns(header.lstrip("\ufeff"))
+    if plan is None:
+        return None, header_problems, len(header_problems)
+    body = header_end + 1 if header_end >= 0 else len(data)
+    tk = tokenize(np.frombuffer(data, np.uint8), body, plan.roles)
+    for r in np.flatnonzero(tk.row_err == R_BLANK):
+        problems.add(int(tk.line[r]), "blank line", "")
+    for r in np.flatnonzero(tk.row_err == R_FIELDS):
+        got = len(_line_fields(data, int(tk.line_start[r])))
+        problems.add(int(tk.line[r]), f"has {got} fields, the header has {len(plan.names)}", "")
+    bad = _field_problems(data, plan, tk.err, tk.line, tk.line_start, tk.floats, problems)
+    bad |= tk.row_err != 0
+
+    start = tk.ts[:, plan.slot("interval_start")]
+    length_col = plan.length_column
+    if length_col == "interval_end":
+        end = tk.ts[:, plan.slot("interval_end")]
+    else:
+        unit = 60_000_000 if length_col == "interval_minutes" else 1_000_000
+        end = start + tk.ints[:, plan.slot(length_col)] * unit
+    ok = ~bad
+    for r in np.flatnonzero(ok & (end <= start)):
+        problems.add(int(tk.line[r]), f"{length_col} gives an interval that does not end after "
+                                      "interval_start", length_col)
+    ok &= end > start
+    for name in plan.floats():
+        col = tk.floats[:, plan.slot(name)]
+        neg = ok & (col < 0) & (tk.err[:, plan.index(name)] == E_OK)
+        if name in _NONNEGATIVE:
+            for r in np.flatnonzero(neg):
+                problems.add(int(tk.line[r]), f"{name} is negative ({col[r]}); interval energy, "
+                                              "voltage and current must be >= 0", name)
+            ok &= ~neg
+
+    keep = np.flatnonzero(ok)
+    codes, meter_ids = _factorize(np.frombuffer(data, np.uint8), tk.id_start[keep],
+                                  tk.id_end[keep], tk.id_hash[keep])
+    s, e = start[keep], end[keep]
+    order = _sort_order(codes, s)
+    if order is not None:  # most files come sorted by meter and time
+        keep, codes, s, e = keep[order], codes[order], s[order], e[order]
+    line = tk.line[keep]
+    same = codes[1:] == codes[:-1]
+    for i in np.flatnonzero(same & (s[1:] < e[:-1])) + 1:
+        what = "repeats" if s[i] == s[i - 1] else "overlaps"
+        problems.add(int(line[i]), f"interval {what} the one on line {line[i - 1]} for meter "
+                                   f"{meter_ids[codes[i]]}", "interval_start", meter_ids[codes[i]])
+    optional = {}
+    for name in plan.floats():
+        if name != "import_wh":
+            optional[name] = (tk.floats[keep, plan.slot(name)],
+                              tk.err[keep, plan.index(name)] == E_EMPTY)
+    parsed = ParsedReadings(tk.rows, line, codes, meter_ids, s, e,
+                            tk.floats[keep, plan.slot("import_wh")], optional)
+    return parsed, problems.sorted(), problems.total
