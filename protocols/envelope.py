@@ -26,7 +26,7 @@ from __future__ import annotations
 import enum
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Any, Final, TypeGuard
 
 import cbor2
@@ -218,18 +218,60 @@ def _readings(
         columns[name] = col
     if any(len(c) != n for c in (ts, status, quality)):
         raise bad(f"columns differ in length (expected {n} entries each)")
-    out = []
-    for i in range(n):
-        meter, t, s, q = meters[i], ts[i], status[i], quality[i]
+    if not _columns_valid(meters, ts, status, quality, columns):
+        _first_bad_reading(meters, ts, status, quality, columns, bad)  # raises, precisely
+    qualities = [_QUALITY[q] for q in quality]  # type: ignore[index]  # ints, checked above
+    # Positional construction in dataclass field order: meter_id, ts_ms, MEASURED_FIELDS...,
+    # status, quality (checked at import below); ~10x faster than per-reading dicts.
+    return [Reading(*row) for row in zip(meters, ts, *columns.values(), status, qualities,
+                                         strict=True)]
+
+
+_QUALITY: Final = {int(q): q for q in Quality}
+_NONE_OR_FLOAT: Final = frozenset({type(None), float})
+assert [f.name for f in fields(Reading)] == ["meter_id", "ts_ms", *MEASURED_FIELDS, "status",
+                                             "quality"], "Reading field order changed"
+
+
+def _uints(col: list[Any]) -> bool:
+    return not col or ({type(x) for x in col} == {int} and min(col) >= 0 and max(col) < _U64)
+
+
+def _all_finite(col: list[Any]) -> bool:
+    """A NaN or an infinity makes a plain float sum non-finite, so a finite sum proves every
+    value finite; a non-finite sum may also be an overflow of huge values: look closer."""
+    if math.isfinite(sum(v for v in col if v is not None)):
+        return True
+    return all(v is None or math.isfinite(v) for v in col)
+
+
+def _columns_valid(meters: list[Any], ts: list[Any], status: list[Any], quality: list[Any],
+                   columns: dict[str, list[Any]]) -> bool:
+    """Whole-column checks in C-speed builtins; False sends us to the precise slow path."""
+    if not all(type(m) is str and m for m in meters):
+        return False
+    # types first: `set()` of junk such as nested lists would raise instead of answering
+    if not (_uints(ts) and _uints(status) and {type(q) for q in quality} <= {int}
+            and set(quality) <= _QUALITY.keys()):
+        return False
+    for col in columns.values():
+        if not {type(v) for v in col} <= _NONE_OR_FLOAT:
+            return False
+        if not _all_finite(col):
+            return False
+    return True
+
+
+def _first_bad_reading(meters: list[Any], ts: list[Any], status: list[Any], quality: list[Any],
+                       columns: dict[str, list[Any]],
+                       bad: Callable[[str], MalformedEnvelope]) -> None:
+    for i, (meter, t, s, q) in enumerate(zip(meters, ts, status, quality, strict=True)):
         if not isinstance(meter, str) or not meter:
             raise bad(f"reading {i}: meter id must be non-empty text")
         if not _uint(t) or not _uint(s) or not _uint(q) or q not in Quality._value2member_map_:
             raise bad(f"reading {i} ({meter}): ts_ms/status must be uints, quality a Quality code")
-        values: dict[str, Any] = {"meter_id": meter, "ts_ms": t, "status": s, "quality": Quality(q)}
         for name, col in columns.items():
             v = col[i]
             if v is not None and (type(v) is not float or not math.isfinite(v)):
                 raise bad(f"reading {i} ({meter}): {name} must be a finite float or null")
-            values[name] = v
-        out.append(Reading(**values))
-    return out
+    raise bad("a reading column failed its check")  # pragma: no cover - the loop finds it

@@ -3,6 +3,8 @@ every input: same payload when both accept, and it may never accept what strict 
 
 from __future__ import annotations
 
+import contextlib
+
 import cbor2
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -67,3 +69,35 @@ def test_noncanonical_reencoding_is_still_refused() -> None:
     widened = cbor2.dumps(doc, canonical=False)
     if widened != data:
         assert isinstance(outcome(widened, strict_only=False), str)
+
+
+junk_values = st.recursive(
+    st.none() | st.booleans() | st.integers(-(2**70), 2**70) | st.floats() | st.text(max_size=5)
+    | st.binary(max_size=5),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=3), inner,
+                                                                 max_size=3),
+    max_leaves=8,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.sampled_from(range(12)), junk_values, st.data())
+def test_structured_junk_in_any_slot_is_a_protocol_error(key: int, junk: object,
+                                                         data: st.DataObject) -> None:
+    """Well-formed, deterministic CBOR with the wrong thing in one place (a list where a
+    quality code goes, NaN in a column, ...) must be refused with our error, never crash."""
+    from tests.unit.protocols.test_envelope import sample_payload
+
+    doc = cbor2.loads(encode_payload(sample_payload()))
+    target = doc
+    if key in (7, 8, 9, 10) and doc[key]:
+        target = doc[key]
+        key = data.draw(st.integers(0, len(target) - 1))
+    elif key == 11:
+        target = doc[11][data.draw(st.sampled_from(sorted(doc[11])))]
+        key = 0
+    target[key] = junk
+    raw = cbor2.dumps(doc, canonical=True)
+    for strict_only in (False, True):
+        with contextlib.suppress(EnvelopeError):
+            decode_payload(raw, strict_only=strict_only)
