@@ -54,6 +54,8 @@ test-unit: venv  ## only the pure, fast tests
 # removes them afterwards; `services-install` only makes sure the software is there.
 test: venv services-install lint typecheck  ## everything: lint, types, unit, integration, e2e
 	$(VPY) -m pytest -q $(PYTEST_ARGS)
+	@echo "== analytics kernels again as plain Python (NUMBA_DISABLE_JIT=1), as their references see them"
+	NUMBA_DISABLE_JIT=1 $(VPY) -m pytest -q -p no:cacheprovider tests/unit/analytics
 
 demo: venv services-up  ## run the platform on a simulated grid (grows with each issue)
 	$(VPY) -m wattrail.demo

@@ -1,0 +1,230 @@
+"""Run every kernel over a `Feed`: registers -> intervals -> balance, losses, suspects, quality,
+outages, regional forecast. Pure: arrays in, a `Report` out; the same feed gives the same report.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from cloud.analytics import kernels_balance as kb
+from cloud.analytics import kernels_forecast as kf
+from cloud.analytics import kernels_intervals as ki
+from cloud.analytics import kernels_loss as kl
+from cloud.analytics import kernels_outage as ko
+from cloud.analytics import kernels_quality as kq
+from cloud.analytics import kernels_theft_meter as ktm
+from cloud.analytics import kernels_theft_pattern as ktp
+from cloud.analytics import score as sc
+from cloud.analytics.feed import Feed, MeterArrays
+from protocols.reading import MeterStatus
+
+
+def replaced_marks(status: np.ndarray, present: np.ndarray) -> np.ndarray:
+    """(M, K) True at the first reading that carries METER_REPLACED after one that did not
+    (the last *answered* reading, so a comms gap does not re-trigger a reset)."""
+    flag = (status & int(MeterStatus.METER_REPLACED)) != 0
+    out = np.zeros_like(flag)
+    last = np.zeros(flag.shape[0], np.bool_)
+    for k in range(flag.shape[1]):
+        p = present[:, k]
+        out[:, k] = p & flag[:, k] & ~last
+        last = np.where(p, flag[:, k], last)
+    return out
+
+
+def intervals(
+    arr: MeterArrays, reg: np.ndarray, feed: Feed, replaced: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Dense (M, K) registers -> interval energy (M, K - 1) via the long-format kernel."""
+    k = reg.shape[1]
+    rows, cols = np.nonzero(~np.isnan(reg))  # row-major: sorted by meter, then time
+    ts = (feed.t0_s + cols * feed.step_s).astype(np.int64)
+    rep = replaced[rows, cols] if replaced is not None else np.zeros(len(rows), np.bool_)
+    return ki.interval_energy(
+        rows.astype(np.int64),
+        ts,
+        np.ascontiguousarray(reg[rows, cols]),
+        np.ascontiguousarray(rep),
+        np.ascontiguousarray(arr.modulus_wh, np.float64),
+        t0=feed.t0_s,
+        step=feed.step_s,
+        n_steps=k - 1,
+    )
+
+
+@dataclass
+class Report:
+    net_wh: np.ndarray  # (N, T) customer net energy
+    quality: np.ndarray  # (N, T) int8
+    flags: np.ndarray  # (N, T) uint8
+    balance: kb.Balance  # per transformer
+    feeder_balance: kb.Balance
+    technical_wh: np.ndarray  # (X, T)
+    ntl_series_wh: np.ndarray  # (X, T)
+    ntl_wh: np.ndarray  # (X,) whole period
+    ntl_sigma_wh: np.ndarray  # (X,)
+    revenue_at_risk: np.ndarray  # (X,)
+    suspects: sc.Suspects
+    overload: np.ndarray  # (X, 4)
+    voltage: np.ndarray  # (N, 3)
+    imbalance: np.ndarray  # (X, 2)
+    outages: ko.Outages
+    region_wh: np.ndarray  # (R, T)
+    forecast_error: list[dict[str, float]]  # per region, Holt-Winters on the last day held out
+
+
+def _mean_pairs(a: np.ndarray) -> np.ndarray:
+    """Instant values (., K) -> interval means (., K - 1), NaN-tolerant at one end."""
+    out: np.ndarray = np.nanmean(np.stack([a[:, :-1], a[:, 1:]]), axis=0)
+    return out
+
+
+def run(feed: Feed, *, block: int = 24, day: int = 96) -> Report:
+    topo, c, b = feed.topology, feed.customers, feed.balance
+    rep = replaced_marks(c.status, c.present)
+    imp, q_imp, f_imp = intervals(c, c.import_wh, feed, rep)
+    exp, q_exp, f_exp = intervals(c, c.export_wh, feed, rep)
+    net = imp - exp
+    quality = np.maximum(q_imp, q_exp)
+    flags = f_imp | f_exp
+    b_imp = intervals(b, b.import_wh, feed)[0] - intervals(b, b.export_wh, feed)[0]
+    b_q = intervals(b, b.import_varh, feed)[0] - intervals(b, b.export_varh, feed)[0]
+    to_w = 3600.0 / feed.step_s
+    n_tx = len(topo.transformer_ids)
+
+    with np.errstate(all="ignore"):
+        cable = _mean_pairs(kl.cable_loss_w(b.v, c.v, c.i, topo.tx_of))
+    k = topo.load_loss_w / topo.rating_va**2
+    tech_w = kl.technical_loss_w(b_imp * to_w, b_q * to_w, topo.rating_va, topo.no_load_w, k, cable)
+    tech_wh = tech_w / to_w
+    bal = kb.energy_balance(b_imp, net, topo.tx_of)
+    ntl_series = bal.loss_wh - tech_wh
+    has_in = ~np.isnan(b_imp)
+    cust_abs = np.nansum(np.abs(net), axis=1)
+    ntl, sigma = kl.ntl_with_uncertainty(
+        bal.period_loss_wh,
+        np.where(has_in, tech_wh, 0.0).sum(1),
+        np.where(has_in, b_imp, 0.0).sum(1),
+        np.bincount(topo.tx_of, weights=cust_abs**2, minlength=n_tx),
+    )
+    tariff = np.bincount(topo.tx_of, weights=topo.tariff_per_kwh, minlength=n_tx) / np.maximum(
+        np.bincount(topo.tx_of, minlength=n_tx), 1
+    )
+    f = feed.feeders
+    f_in = intervals(f, f.import_wh, feed)[0] - intervals(f, f.export_wh, feed)[0]
+    feeder_bal = kb.energy_balance(f_in, net, np.ascontiguousarray(topo.feeder_of_tx[topo.tx_of]))
+
+    suspects = _suspects(feed, imp, exp, net, flags, ntl_series, ntl, block, day)
+
+    with np.errstate(all="ignore"):
+        vmax = np.nanmax(np.where(np.isnan(c.v), -np.inf, c.v), axis=2)
+    s_va = np.hypot(b_imp, b_q) * to_w
+    n_reg = len(topo.region_ids)
+    region_of_meter = np.ascontiguousarray(topo.region_of_feeder[topo.feeder_of_tx[topo.tx_of]])
+    region_wh, _ = kb.group_sum_rows(net, region_of_meter, n_reg)
+    errors = [
+        kf.holdout_error(np.ascontiguousarray(region_wh[r]), day, day)
+        if region_wh.shape[1] >= 3 * day
+        else {"mae": float("nan"), "mape_pct": float("nan")}
+        for r in range(n_reg)
+    ]
+    return Report(
+        net,
+        quality,
+        flags,
+        bal,
+        feeder_bal,
+        tech_wh,
+        ntl_series,
+        ntl,
+        sigma,
+        kl.revenue_at_risk(ntl, tariff),
+        suspects,
+        kq.overload(s_va, topo.rating_va),
+        kq.voltage_band(c.v),
+        kq.phase_imbalance(b.i),
+        ko.outages(c.present, vmax, topo.tx_of, topo.feeder_of_tx, len(topo.feeder_ids)),
+        region_wh,
+        errors,
+    )
+
+
+def _suspects(
+    feed: Feed,
+    imp: np.ndarray,
+    exp: np.ndarray,
+    net: np.ndarray,
+    flags: np.ndarray,
+    ntl_series: np.ndarray,
+    ntl: np.ndarray,
+    block: int,
+    day: int,
+) -> sc.Suspects:
+    topo, c = feed.topology, feed.customers
+    s_rep = np.hypot(c.p_w, c.q_var)
+    # PV customers' net follows the sun, not their habits: their pattern indicators look only at
+    # intervals when no PV customer exported (the night, in effect), found from the data.
+    pv_hours = np.nansum(np.where(topo.has_pv[:, None], exp, 0.0), axis=0) > 0
+    e = np.ascontiguousarray(np.where(topo.has_pv[:, None] & pv_hours[None, :], np.nan, net))
+    peer = ktp.peer_profiles(e, topo.cls, topo.tx_of, topo.has_pv)
+    peer_for_gaps = np.ascontiguousarray(np.where(np.isnan(e), np.nan, peer))  # skips masked PV hours
+    mv, m_first, m_last = ktm.meter_indicators(
+        imp, exp, flags, c.v, c.i, c.i_n, s_rep, c.status, c.present, topo.phases, topo.has_pv, peer_for_gaps
+    )
+    cp = ktp.change_point(e, peer, block=block)
+    pdv = ktp.peer_deviation(e, peer, day=day)
+    shortfall = np.ascontiguousarray(cp[:, 2:3] * peer - e)
+    # A register rollback puts weeks of "loss" into one interval; that spike is already explained
+    # (and flagged), and left in it would swamp every other customer's correlation.
+    n_tx = ntl_series.shape[0]
+    rolled = kb.group_sum_rows(((flags & ki.FLAG_ROLLBACK) != 0).astype(np.float64), topo.tx_of, n_tx)[0] > 0
+    ntl_clean = np.ascontiguousarray(np.where(rolled, np.nan, ntl_series))
+    loc = ktp.localisation(shortfall, ntl_clean, topo.tx_of)
+    raw = {
+        "flags": mv[:, 3],
+        "export_no_pv": mv[:, 2],
+        "bypass": mv[:, 0],
+        "neutral": mv[:, 1],
+        "change_point": cp[:, 0],
+        "change_point_drop": cp[:, 1],
+        "peer_dev": pdv[:, 0],
+        "localisation": loc,
+        "comms_drop": mv[:, 4],
+    }
+    ev = sc.evidence(raw)
+    score = sc.combine(ev)
+    # own estimate: rolled-back register + shortfall over the change-point segment
+    rollback_wh = -np.where((flags & ki.FLAG_ROLLBACK) != 0, np.minimum(imp, 0.0), 0.0).sum(1)
+    n_t = net.shape[1]
+    t_idx = np.arange(n_t)[None, :]
+    a = np.where(cp[:, 3] >= 0, cp[:, 3] * block, n_t)[:, None]
+    e = np.where(cp[:, 4] >= 0, cp[:, 4] * block, 0)[:, None]
+    inside = (t_idx >= a) & (t_idx < e)
+    level_out = _level_outside(e, peer, inside)
+    gap = np.where(inside, np.maximum(level_out[:, None] * peer - e, 0.0), 0.0)
+    fired = ev[:, 4] > 0.5
+    estimate = rollback_wh + np.where(fired, np.nansum(gap, axis=1), 0.0)
+    allocated = sc.allocate(ntl, topo.tx_of, score, estimate)
+    strongest = np.argmax(sc.WEIGHTS[None, :] * ev, axis=1)
+    period = np.full((len(score), 2), -1, np.int64)
+    meter_col = {0: 3, 1: 2, 2: 0, 3: 1, 7: 4}  # score column -> meter_indicators column
+    for s_col, m_col in meter_col.items():
+        sel = strongest == s_col
+        period[sel, 0], period[sel, 1] = m_first[sel, m_col], m_last[sel, m_col]
+    for s_col in (4, 6):
+        sel = (strongest == s_col) & (cp[:, 3] >= 0)
+        period[sel, 0], period[sel, 1] = cp[sel, 3] * block, cp[sel, 4] * block - 1
+    sel = (strongest == 5) & (pdv[:, 1] >= 0)
+    period[sel, 0], period[sel, 1] = pdv[sel, 1] * day, (pdv[sel, 1] + 1) * day - 1
+    return sc.Suspects(score, ev, raw, estimate, allocated, period)
+
+
+def _level_outside(net: np.ndarray, peer: np.ndarray, inside: np.ndarray) -> np.ndarray:
+    ok = ~inside & ~np.isnan(net) & ~np.isnan(peer)
+    num = np.where(ok, net, 0.0).sum(1)
+    den = np.where(ok, peer, 0.0).sum(1)
+    with np.errstate(all="ignore"):
+        out: np.ndarray = np.where(den > 0, num / den, np.nan)
+    return out

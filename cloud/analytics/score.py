@@ -1,0 +1,99 @@
+"""The suspect score: a transparent combination of the theft indicators, with evidence.
+
+Each indicator becomes evidence e_k in [0, 1] through a fixed, documented ramp or logistic (no
+learned weights: an engineer can recompute any score by hand), and the score is a noisy-OR:
+
+    score = 1 - prod_k (1 - w_k * e_k)
+
+i.e. every indicator is an independent reason to visit the meter, w_k how often that reason
+alone has been right. Evidence transforms and weights (EVIDENCE below):
+    flags          any tamper flag or register rollback          e = 1 if value > 0      w 0.95
+    export_no_pv   share of intervals exporting without PV       ramp to 1 at 2 %        w 0.90
+    bypass         share of live-but-zero intervals               ramp to 1 at 5 %        w 0.90
+    neutral        share of instants with I_phase != I_neutral    ramp to 1 at 5 %        w 0.90
+    change_point   drop z-score and drop size      logistic(z; 6, 1) x ramp(drop; 0.15 -> 0.4)  w 0.80
+    peer_dev       worst daily 1 - corr with the peer profile     logistic(d; 0.8, 0.05)  w 0.60
+    localisation   corr(shortfall, transformer NTL)               logistic(c; 0.25, 0.03) w 0.60
+    comms_drop     consumption drop across a comms gap            ramp 0.3 -> 0.7         w 0.50
+Estimated stolen energy per meter: the rolled-back register amount, plus the shortfall
+sum(max(0, L_out x peer - e)) over the change-point segment when that indicator fired; then the
+transformer's positive NTL is shared among its suspects (score >= 0.5) in proportion to score x
+that estimate (`allocated_wh`), so per-meter figures add up to what the balance meter saw.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+INDICATOR_NAMES = (
+    "flags",
+    "export_no_pv",
+    "bypass",
+    "neutral",
+    "change_point",
+    "peer_dev",
+    "localisation",
+    "comms_drop",
+)
+WEIGHTS = np.array([0.95, 0.90, 0.90, 0.90, 0.80, 0.60, 0.60, 0.50])
+
+
+def _ramp(x: np.ndarray, lo: float, hi: float) -> np.ndarray:
+    return np.clip((np.nan_to_num(x, nan=lo) - lo) / (hi - lo), 0.0, 1.0)
+
+
+def _logistic(x: np.ndarray, mid: float, width: float) -> np.ndarray:
+    z = np.clip((np.nan_to_num(x, nan=-np.inf) - mid) / width, -50.0, 50.0)
+    return 1.0 / (1.0 + np.exp(-z))
+
+
+def evidence(raw: dict[str, np.ndarray]) -> np.ndarray:
+    """(N, 8) evidence in [0, 1] from raw indicator values keyed as in INDICATOR_NAMES
+    (`change_point` needs `change_point_drop` too)."""
+    cols = [
+        (np.nan_to_num(raw["flags"]) > 0).astype(np.float64),
+        _ramp(raw["export_no_pv"], 0.0, 0.02),
+        _ramp(raw["bypass"], 0.0, 0.05),
+        _ramp(raw["neutral"], 0.0, 0.05),
+        _logistic(raw["change_point"], 6.0, 1.0) * _ramp(raw["change_point_drop"], 0.15, 0.4),
+        _logistic(raw["peer_dev"], 0.8, 0.05),
+        _logistic(raw["localisation"], 0.25, 0.03),
+        _ramp(raw["comms_drop"], 0.3, 0.7),
+    ]
+    return np.stack(cols, axis=1)
+
+
+def combine(ev: np.ndarray, weights: np.ndarray = WEIGHTS) -> np.ndarray:
+    """Noisy-OR of weighted evidence: (N, K) -> (N,) in [0, 1]."""
+    return 1.0 - np.prod(1.0 - weights[None, :] * ev, axis=1)
+
+
+@dataclass(frozen=True)
+class Suspects:
+    score: np.ndarray  # (N,)
+    evidence: np.ndarray  # (N, 8)
+    raw: dict[str, np.ndarray]
+    estimated_wh: np.ndarray  # (N,) from the meter's own data
+    allocated_wh: np.ndarray  # (N,) the transformer's NTL shared among its suspects
+    period: np.ndarray  # (N, 2) first / last interval of the strongest evidence, -1 if none
+
+
+def allocate(
+    ntl_wh: np.ndarray, tx_of: np.ndarray, score: np.ndarray, estimate_wh: np.ndarray, threshold: float = 0.5
+) -> np.ndarray:
+    """Share each transformer's positive NTL among its suspects in proportion to score x
+    estimate (score alone where no suspect has an estimate)."""
+    suspect = score >= threshold
+    weight = np.where(suspect, score * np.maximum(estimate_wh, 0.0), 0.0)
+    tot = np.bincount(tx_of, weights=weight, minlength=len(ntl_wh))
+    fallback = np.bincount(tx_of, weights=np.where(suspect, score, 0.0), minlength=len(ntl_wh))
+    use_w = tot[tx_of] > 0
+    share = np.where(
+        use_w,
+        weight / np.where(tot[tx_of] > 0, tot[tx_of], 1.0),
+        np.where(suspect, score, 0.0) / np.where(fallback[tx_of] > 0, fallback[tx_of], 1.0),
+    )
+    out: np.ndarray = np.maximum(ntl_wh, 0.0)[tx_of] * share
+    return out
