@@ -45,6 +45,11 @@ def ingest(
     max_batch: Annotated[int, typer.Option(help="messages per transaction at most")] = 500,
     max_wait: Annotated[float, typer.Option(help="seconds to wait to fill a batch")] = 0.2,
     duration: Annotated[float | None, typer.Option(help="stop after this many seconds")] = None,
+    log_key: Annotated[Path | None, typer.Option(
+        envvar="WATTRAIL_LOG_KEY", exists=True,
+        help="transparency-log signing key (`wattrail pki init-log-key`): also run the log "
+             "sequencer and sign tree heads")] = None,
+    sth_every: Annotated[float, typer.Option(help="seconds between signed tree heads")] = 10.0,
 ) -> None:
     """Run an ingestor: verify envelopes, store them in TimescaleDB, quarantine the rest, and
     acknowledge only what is committed. Run several to share the load."""
@@ -65,4 +70,5 @@ def ingest(
             "db retries %d", s.received, s.stored, s.readings, s.duplicates, q, s.db_retries)
 
     run_forever(IngestConfig(dsn, mqtt_host, mqtt_port, ca, cert, key, share_group=share_group,
-                             max_batch=max_batch, max_wait_s=max_wait), status=status, stop=stop)
+                             max_batch=max_batch, max_wait_s=max_wait, log_key=log_key,
+                             sth_every_s=sth_every), status=status, stop=stop)

@@ -78,3 +78,22 @@ def revoke(
         raise _fail(exc) from exc
     typer.echo(f"revoked {target}; CRL now lists {len(list(crl))} certificate(s): "
                f"{directory / 'crl.pem'}")
+
+
+@app.command("init-log-key")
+def init_log_key(directory: DirOpt = Path("pki")) -> None:
+    """Create the transparency log's Ed25519 signing key (log.key 0600) and its public key
+    (log.pub, for auditors). Refuses to overwrite an existing key."""
+    from cryptography.hazmat.primitives import serialization
+
+    from security.keys import generate_key, key_id, save_private_key
+
+    path = directory / "log.key"
+    if path.exists():
+        raise _fail(FileExistsError(f"{path} exists; a log key is never replaced silently"))
+    directory.mkdir(parents=True, exist_ok=True)
+    key = generate_key()
+    save_private_key(key, path)
+    (directory / "log.pub").write_bytes(key.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo))
+    typer.echo(f"log key {key_id(key).hex()}: {path} (public: {directory / 'log.pub'})")

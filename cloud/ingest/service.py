@@ -62,6 +62,8 @@ class IngestConfig:
     max_batch: int = 500
     max_wait_s: float = 0.2
     keyring_refresh_s: float = 30.0
+    log_key: Path | None = None  # Ed25519 PEM: run the transparency-log sequencer and sign heads
+    sth_every_s: float = 10.0
 
 
 @dataclass
@@ -75,6 +77,7 @@ class IngestStats:
     db_retries: int = 0
     last_batch_ms: float = 0.0
     commit_to_ack_ms: float = 0.0
+    tree_size: int = 0
 
 
 class Ingestor:
@@ -222,15 +225,49 @@ class Ingestor:
             self.stats.last_batch_ms = (committed - started) * 1000
             self.stats.commit_to_ack_ms = (time.monotonic() - committed) * 1000
 
+    def run_log(self) -> None:
+        """Append stored envelopes to the transparency log and sign a head every cadence.
+        Any ingestor may run it; the advisory lock in cloud/ingest/tlog.py serialises them."""
+        from cloud.ingest.tlog import append_pending, sign_head
+        from security.keys import load_private_key
+
+        assert self.cfg.log_key is not None
+        key = load_private_key(self.cfg.log_key)
+        conn: psycopg.Connection[Any] | None = None
+        while not self._stop.wait(self.cfg.sth_every_s):
+            try:
+                if conn is None or conn.closed:
+                    conn = psycopg.connect(self.cfg.dsn, connect_timeout=5)
+                while append_pending(conn):
+                    pass
+                head = sign_head(conn, key)
+                if head is not None:
+                    self.stats.tree_size = head.tree_size
+                    log.info("signed tree head: size %d root %s", head.tree_size,
+                             head.root_hash.hex()[:16])
+            except psycopg.Error as exc:
+                log.warning("transparency log step failed (%s); retrying next cadence", exc)
+                if conn is not None:
+                    conn.close()
+                conn = None
+        if conn is not None:
+            conn.close()
+
     def start(self) -> None:
         self.client.connect_async(self.cfg.mqtt_host, self.cfg.mqtt_port, keepalive=30)
         self.client.loop_start()
         self._worker = threading.Thread(target=self.run_worker, name="ingest-worker", daemon=True)
         self._worker.start()
+        self._logger: threading.Thread | None = None
+        if self.cfg.log_key is not None:
+            self._logger = threading.Thread(target=self.run_log, name="tlog", daemon=True)
+            self._logger.start()
 
     def stop(self, timeout: float = 10.0) -> None:
         self._stop.set()
         self._worker.join(timeout)
+        if self._logger is not None:
+            self._logger.join(timeout)
         self.client.disconnect()
         self.client.loop_stop()
         if self._conn is not None:

@@ -119,3 +119,33 @@ def test_two_ingestors_split_the_load_with_the_same_result(
     assert first.stats.stored > 0
     assert second.stats.stored > 0, "the shared subscription did not split the load"
     assert first.stats.stored + second.stats.stored == 450
+
+
+def test_the_ingestor_logs_envelopes_and_signs_heads(
+    services: Services, dsn: str, issue_client_cert: Callable[[str], ClientCert],
+    agent_id: str, tmp_path: Path,
+) -> None:
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    from security.keys import save_private_key
+
+    key_path = tmp_path / "log.key"
+    save_private_key(Ed25519PrivateKey.generate(), key_path)
+    cert = issue_client_cert("wattrail-ingestor")
+    ing = Ingestor(IngestConfig(dsn, services.mqtt_host, services.mqtt_port, services.ca_cert,
+                                cert.cert, cert.key, share_group=f"g{uuid.uuid4().hex[:8]}",
+                                max_wait_s=0.05, log_key=key_path, sth_every_s=0.3))
+    ing.start()
+    try:
+        assert ing.connected.wait(10)
+        pub, ob = start_agent(services, dsn, issue_client_cert(agent_id), tmp_path, 30, 7)
+        try:
+            wait_until(lambda: ob.depth == 0)
+            wait_until(lambda: ing.stats.tree_size == 30)
+        finally:
+            pub.stop()
+            ob.close()
+    finally:
+        ing.stop()
+    assert rows(dsn, "SELECT count(*), count(log_index) FROM envelopes") == [(30, 30)]
+    assert rows(dsn, "SELECT max(tree_size) FROM tlog_tree_heads") == [(30,)]
