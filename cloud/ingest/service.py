@@ -19,6 +19,7 @@ a time and quarantined as `store_error`, so one poison message never blocks the 
 from __future__ import annotations
 
 import logging
+import os
 import queue
 import random
 import ssl
@@ -40,6 +41,8 @@ from protocols.topics import encode_ack, shared_subscription, topic
 from security.keyring import Keyring
 
 log = logging.getLogger("wattrail.ingest")
+# Test-campaign hook: die right after the N-th commit, before acknowledging it (0 = never).
+_CRASH_AFTER_COMMIT = int(os.environ.get("WATTRAIL_INGEST_CRASH_AFTER_COMMIT", "0"))
 # Errors that say "try the same thing again", not "this message is bad": two ingestors racing
 # on the same rows, or the server shedding load.
 RETRYABLE: tuple[type[psycopg.Error], ...] = (
@@ -215,6 +218,11 @@ class Ingestor:
             except (psycopg.OperationalError, *RETRYABLE):
                 return  # stopping during an outage: nothing was acked, the broker redelivers
             committed = time.monotonic()
+            if self.stats.batches + 1 == _CRASH_AFTER_COMMIT:
+                # fault injection for the campaign: the worst moment to die (rows committed,
+                # nothing acknowledged); the broker and the agents must make up for it
+                log.error("WATTRAIL_INGEST_CRASH_AFTER_COMMIT: exiting between commit and ack")
+                os._exit(70)
             self._acknowledge(batch, result)
             self.stats.batches += 1
             self.stats.stored += result.stored
