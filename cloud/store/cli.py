@@ -67,6 +67,18 @@ def migrate_cmd(dsn: Dsn) -> None:
     out.print(f"applied {len(done)} migration(s)" + "".join(f"\n  {m.version:04d}_{m.name}" for m in done))
 
 
+@db_app.command("retention")
+def retention_cmd(dsn: Dsn, keep_days: Annotated[int, typer.Option(
+        min=1, help="keep raw readings this many days; older whole chunks are dropped")]) -> None:
+    """Drop raw readings older than --keep-days (drop_chunks). Envelopes (the evidence) and
+    rollups are kept."""
+    from cloud.store.retention import drop_old_readings
+
+    with _connect(dsn) as conn:
+        dropped = drop_old_readings(conn, keep_days)
+    out.print(f"dropped {len(dropped)} chunk(s) of raw readings older than {keep_days} days")
+
+
 @db_app.command("refresh")
 def refresh_cmd(dsn: Dsn,
                 start: Annotated[datetime, typer.Option(help="UTC start, e.g. 2024-01-01")],
