@@ -50,6 +50,8 @@ def ingest(
         help="transparency-log signing key (`wattrail pki init-log-key`): also run the log "
              "sequencer and sign tree heads")] = None,
     sth_every: Annotated[float, typer.Option(help="seconds between signed tree heads")] = 10.0,
+    metrics_port: Annotated[int | None, typer.Option(
+        help="serve Prometheus metrics on this port (127.0.0.1)")] = None,
 ) -> None:
     """Run an ingestor: verify envelopes, store them in TimescaleDB, quarantine the rest, and
     acknowledge only what is committed. Run several to share the load."""
@@ -57,6 +59,10 @@ def ingest(
 
     logging.basicConfig(level=logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if metrics_port is not None:
+        from prometheus_client import start_http_server
+
+        start_http_server(metrics_port, addr="127.0.0.1")
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())

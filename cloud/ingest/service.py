@@ -34,6 +34,7 @@ from typing import Any
 import paho.mqtt.client as mqtt
 import psycopg
 from paho.mqtt.enums import CallbackAPIVersion
+from prometheus_client import Counter, Gauge, Histogram
 
 from cloud.ingest.classify import Candidate, Incoming, Quarantine, QuarantineReason, classify
 from cloud.ingest.writer import BatchResult, load_keyring, store_batch
@@ -41,6 +42,19 @@ from protocols.topics import encode_ack, shared_subscription, topic
 from security.keyring import Keyring
 
 log = logging.getLogger("wattrail.ingest")
+
+# Prometheus metrics (served by `wattrail ingest --metrics-port`).
+M_MESSAGES = Counter("wattrail_ingest_messages_total", "MQTT messages received")
+M_ENVELOPES = Counter("wattrail_ingest_envelopes_stored_total", "envelopes stored")
+M_READINGS = Counter("wattrail_ingest_readings_stored_total", "readings stored")
+M_DUPLICATES = Counter("wattrail_ingest_duplicates_total", "exact re-deliveries acknowledged")
+M_GAPS = Counter("wattrail_ingest_chain_gaps_total", "envelopes stored ahead of a missing seq")
+M_QUARANTINED = Counter("wattrail_ingest_quarantined_total", "messages quarantined", ["reason"])
+M_DB_RETRIES = Counter("wattrail_ingest_db_retries_total", "batches retried after a DB error")
+M_BATCH = Histogram("wattrail_ingest_batch_seconds", "classify + store + commit per batch")
+M_ACK_LAG = Histogram("wattrail_ingest_commit_to_ack_seconds", "commit to broker/agent acks",
+                      buckets=(0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0))
+M_TREE = Gauge("wattrail_ingest_tlog_tree_size", "leaves in the last signed tree head")
 # Test-campaign hook: die right after the N-th commit, before acknowledging it (0 = never).
 _CRASH_AFTER_COMMIT = int(os.environ.get("WATTRAIL_INGEST_CRASH_AFTER_COMMIT", "0"))
 # Errors that say "try the same thing again", not "this message is bad": two ingestors racing
@@ -113,6 +127,7 @@ class Ingestor:
 
     def _on_message(self, _c: Any, _u: Any, msg: mqtt.MQTTMessage) -> None:
         self.stats.received += 1
+        M_MESSAGES.inc()
         self._queue.put(Incoming(msg.topic, bytes(msg.payload), msg.mid,
                                  time.time_ns() // 1_000_000))
 
@@ -191,6 +206,7 @@ class Ingestor:
                 return self._store(items)
             except (psycopg.OperationalError, *RETRYABLE) as exc:
                 self.stats.db_retries += 1
+                M_DB_RETRIES.inc()
                 if self._conn is not None:
                     self._conn.close()
                 self._conn = None
@@ -230,8 +246,15 @@ class Ingestor:
             self.stats.duplicates += result.duplicates
             for reason, n in result.quarantined.items():
                 self.stats.quarantined[reason] = self.stats.quarantined.get(reason, 0) + n
+                M_QUARANTINED.labels(reason).inc(n)
             self.stats.last_batch_ms = (committed - started) * 1000
             self.stats.commit_to_ack_ms = (time.monotonic() - committed) * 1000
+            M_ENVELOPES.inc(result.stored)
+            M_READINGS.inc(result.readings)
+            M_DUPLICATES.inc(result.duplicates)
+            M_GAPS.inc(result.gaps)
+            M_BATCH.observe(committed - started)
+            M_ACK_LAG.observe(self.stats.commit_to_ack_ms / 1000)
 
     def run_log(self) -> None:
         """Append stored envelopes to the transparency log and sign a head every cadence.
@@ -251,6 +274,7 @@ class Ingestor:
                 head = sign_head(conn, key)
                 if head is not None:
                     self.stats.tree_size = head.tree_size
+                    M_TREE.set(head.tree_size)
                     log.info("signed tree head: size %d root %s", head.tree_size,
                              head.root_hash.hex()[:16])
             except psycopg.Error as exc:

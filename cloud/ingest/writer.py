@@ -41,6 +41,7 @@ class BatchResult:
     stored: int = 0
     readings: int = 0
     duplicates: int = 0
+    gaps: int = 0  # envelopes stored ahead of a missing seq (verdict "gap")
     quarantined: Counter[str] = field(default_factory=Counter)
     committed_upto: dict[str, int] = field(default_factory=dict)
 
@@ -48,6 +49,7 @@ class BatchResult:
         self.stored += other.stored
         self.readings += other.readings
         self.duplicates += other.duplicates
+        self.gaps += other.gaps
         self.quarantined.update(other.quarantined)
         self.committed_upto.update(other.committed_upto)
 
@@ -133,6 +135,7 @@ def store_batch(conn: psycopg.Connection[Any], items: Sequence[Candidate | Quara
                                                    "other bytes"))
         stored = [c for c, _v in to_insert if (c.agent_id, c.seq) in inserted]
         res.stored = len(stored)
+        res.gaps = sum(1 for c, v in to_insert if v == "gap" and (c.agent_id, c.seq) in inserted)
         res.readings = _insert_readings(conn, stored)
         for q in quarantine:
             _quarantine(conn, q)

@@ -59,6 +59,7 @@ def test_chain_duplicates_gaps_and_conflicts(conn: psycopg.Connection[Any], agen
     res = store_batch(conn, items(conn, forged2, e5))
     assert res.quarantined == {"conflict": 1}
     assert res.stored == 1
+    assert res.gaps == 1
     assert res.committed_upto == {"tx-a": 3}, "never acknowledge past a missing seq"
     verdict = conn.execute("SELECT verdict FROM envelopes WHERE seq = 5").fetchone()
     assert verdict == ("gap",)
