@@ -1,53 +1,132 @@
-"""`make demo` / `wattrail demo`: run the platform on a simulated grid.
+"""`make demo` / `wattrail demo`: the whole platform on a simulated grid, on loopback.
 
-For now (issue [1/8]) it checks that the services `make services-up` started are running and
-prints what is where; later issues grow it into the full pipeline demo.
+    services (TimescaleDB, TLS Mosquitto)        scripts/services, state in ~/.cache/wattrail/demo
+    grid + thieves + ground truth                firmware_sim, in this process
+    one edge agent per gateway (transformer)     edge.Agent, in this process, on the simulated clock
+    two ingestors + transparency log             `wattrail ingest` subprocesses
+    topology, agents' keys, results              TimescaleDB database `wattrail_demo`
+
+The simulated clock runs `--speed` times faster than real time; the simulator and the agents
+share it, so readings carry simulated timestamps (15-minute polls). At the end the demo prints
+the audit status and, once the analytics are available, the loss and theft findings.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
+import shutil
 import subprocess
 import sys
+import time
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
+CACHE = Path(os.environ.get("WATTRAIL_CACHE_DIR", Path.home() / ".cache" / "wattrail"))
+POLL_S = 900  # simulated seconds between polls
 
 
-def describe_services(state_dir: Path | None = None) -> dict[str, object]:
-    cmd = [sys.executable, str(REPO / "scripts" / "services")]
-    if state_dir is not None:
-        cmd += ["--state-dir", str(state_dir)]
-    res = subprocess.run([*cmd, "up", "--json"], capture_output=True, text=True, check=False)
+@dataclass
+class DemoOptions:
+    meters: int = 2000
+    days: float = 2.0
+    speed: float = 1440.0  # one simulated day per real minute
+    theft_rate: float = 0.10
+    seed: int = 1
+    ingestors: int = 2
+    keep_running: bool = False
+    workdir: Path = CACHE / "demo"
+
+
+def _services(state_dir: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, str(REPO / "scripts" / "services"), "--state-dir",
+                           str(state_dir), *args], capture_output=True, text=True, check=False)
+
+
+def start_services(state_dir: Path) -> dict[str, Any]:
+    res = _services(state_dir, "up", "--json")
     if res.returncode != 0:
-        raise SystemExit(f"services are not available:\n{res.stderr}")
+        raise SystemExit(f"could not start the services:\n{res.stderr}")
     return dict(json.loads(res.stdout))
 
 
-def main() -> int:
-    from rich.console import Console
-    from rich.table import Table
+def issue_tls(state_dir: Path, cn: str) -> tuple[Path, Path]:
+    res = _services(state_dir, "issue-client", cn)
+    if res.returncode != 0:
+        raise SystemExit(f"issue-client {cn}: {res.stderr}")
+    d = json.loads(res.stdout)
+    return Path(d["cert"]), Path(d["key"])
 
-    state = describe_services(Path(os.environ["WATTRAIL_STATE_DIR"]) if "WATTRAIL_STATE_DIR" in
-                              os.environ else None)
-    versions = state["versions"]
-    assert isinstance(versions, dict)
-    table = Table(title="Wattrail services (loopback only)")
-    table.add_column("service")
-    table.add_column("version")
-    table.add_column("where")
-    table.add_row("TimescaleDB", f"{versions['timescaledb']} ({versions['timescaledb_license']}) on "
-                  f"PostgreSQL {str(versions['postgresql']).split()[0]}", str(state["dsn"]))
-    table.add_row("Mosquitto (mTLS, ACL)", str(versions["mosquitto"]),
-                  f"mqtts://{state['mqtt_host']}:{state['mqtt_port']}  CA {state['ca_cert']}")
+
+def fresh_database(dsn_admin: str, name: str) -> str:
+    import psycopg
+
+    from cloud.store.migrate import migrate
+
+    with psycopg.connect(dsn_admin, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        conn.execute(f'CREATE DATABASE "{name}"')
+    dsn = dsn_admin.rsplit("/", 1)[0] + "/" + name
+    with psycopg.connect(dsn) as conn:
+        conn.execute("CREATE EXTENSION IF NOT EXISTS timescaledb")
+        conn.commit()
+        migrate(conn)
+    return dsn
+
+
+def main(argv: list[str] | None = None) -> int:
+    import argparse
+
+    ap = argparse.ArgumentParser(prog="wattrail demo", description=__doc__.split("\n\n")[0])
+    ap.add_argument("--meters", type=int, default=2000)
+    ap.add_argument("--days", type=float, default=2.0)
+    ap.add_argument("--speed", type=float, default=1440.0)
+    ap.add_argument("--theft-rate", type=float, default=0.10)
+    ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--keep-running", action="store_true")
+    a = ap.parse_args(argv)
+    return run(DemoOptions(a.meters, a.days, a.speed, a.theft_rate, a.seed,
+                           keep_running=a.keep_running))
+
+
+def run(opt: DemoOptions) -> int:
+    from rich.console import Console
+
     console = Console()
-    console.print(table)
-    console.print(
-        "The simulated grid, edge agents, ingestors, analytics and API join this demo as their "
-        "issues land. Stop the services with [bold]make services-down[/bold]; "
-        "`eval \"$(.venv/bin/python scripts/services env)\"` exports their addresses."
-    )
+    work = opt.workdir
+    state_dir = CACHE / "demo-services"
+    if work.exists():
+        shutil.rmtree(work)
+    (work / "outbox").mkdir(parents=True)
+    console.rule("[bold]Wattrail demo")
+    t0 = time.monotonic()
+    svc = start_services(state_dir)
+    v = svc["versions"]
+    console.print(f"services: PostgreSQL {str(v['postgresql']).split()[0]} + TimescaleDB "
+                  f"{v['timescaledb']} ({v['timescaledb_license']}), Mosquitto {v['mosquitto']}"
+                  f" (mTLS) on 127.0.0.1:{svc['mqtt_port']}")
+    dsn = fresh_database(svc["dsn_admin"], "wattrail_demo")
+    from wattrail.demo_run import DemoRun
+
+    demo = DemoRun(opt, svc, state_dir, dsn, console)
+    try:
+        demo.prepare()
+        console.print(f"ready in {time.monotonic() - t0:.0f} s: {demo.summary()}")
+        asyncio.run(demo.stream())
+        demo.report()
+        if opt.keep_running:
+            console.print("[bold]--keep-running[/bold]: services stay up; Ctrl-C to stop")
+            while True:
+                time.sleep(3600)
+    except KeyboardInterrupt:
+        console.print("interrupted: shutting down")
+    finally:
+        demo.shutdown()
+        if not opt.keep_running:
+            _services(state_dir, "down")
     return 0
 
 
