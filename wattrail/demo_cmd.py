@@ -1,0 +1,24 @@
+"""`wattrail demo`: the typer face of wattrail/demo.py."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+
+def demo(
+    meters: Annotated[int, typer.Option(help="customer meters on the simulated grid")] = 2000,
+    days: Annotated[float, typer.Option(help="simulated days to stream")] = 2.0,
+    speed: Annotated[float, typer.Option(help="simulated seconds per real second")] = 1440.0,
+    theft_rate: Annotated[float, typer.Option(min=0.0, max=1.0,
+                                              help="share of customers who steal")] = 0.10,
+    seed: Annotated[int, typer.Option(help="grid and theft seed")] = 1,
+    keep_running: Annotated[bool, typer.Option(help="leave the services up at the end")] = False,
+) -> None:
+    """Run the whole platform on a simulated grid on loopback: services, meters, edge agents,
+    ingestors, transparency log; live progress, then the audit report."""
+    from wattrail.demo import DemoOptions, run
+
+    raise typer.Exit(run(DemoOptions(meters, days, speed, theft_rate, seed,
+                                     keep_running=keep_running)))
