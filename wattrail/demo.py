@@ -33,7 +33,7 @@ POLL_S = 900  # simulated seconds between polls
 class DemoOptions:
     meters: int = 2000
     days: float = 2.0
-    speed: float = 1440.0  # one simulated day per real minute
+    speed: float = 480.0  # a simulated day in 3 real minutes: a 2,000-meter poll cycle fits a tick
     theft_rate: float = 0.10
     seed: int = 1
     ingestors: int = 2
@@ -83,7 +83,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="wattrail demo", description=__doc__.split("\n\n")[0])
     ap.add_argument("--meters", type=int, default=2000)
     ap.add_argument("--days", type=float, default=2.0)
-    ap.add_argument("--speed", type=float, default=1440.0)
+    ap.add_argument("--speed", type=float, default=480.0)
     ap.add_argument("--theft-rate", type=float, default=0.10)
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--keep-running", action="store_true")

@@ -10,7 +10,7 @@ import typer
 def demo(
     meters: Annotated[int, typer.Option(help="customer meters on the simulated grid")] = 2000,
     days: Annotated[float, typer.Option(help="simulated days to stream")] = 2.0,
-    speed: Annotated[float, typer.Option(help="simulated seconds per real second")] = 1440.0,
+    speed: Annotated[float, typer.Option(help="simulated seconds per real second")] = 480.0,
     theft_rate: Annotated[float, typer.Option(min=0.0, max=1.0,
                                               help="share of customers who steal")] = 0.10,
     seed: Annotated[int, typer.Option(help="grid and theft seed")] = 1,

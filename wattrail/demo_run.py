@@ -35,6 +35,7 @@ class DemoRun:
         self.agents: list[Agent] = []
         self.sim: Simulation | None = None
         self.clock: SimClock | None = None
+        self.late = 0
 
     # -- preparation -----------------------------------------------------------------------
     def prepare(self) -> None:
@@ -144,6 +145,8 @@ class DemoRun:
                     await asyncio.sleep(self.clock.real_seconds_until(target))
                     self.sim.advance_to(store.now())
                     await asyncio.gather(*(a.cycle() for a in self.agents))
+                    if self.clock.now() > target + POLL_S:
+                        self.late += 1  # the cycle overran its tick: readings drift later
                     if k % 4 == 0 or k == ticks:
                         live.update(self._progress(k, ticks, started))
                 deadline = time.monotonic() + 60
@@ -191,6 +194,7 @@ class DemoRun:
                   show_header=False)
         t.add_row("readings polled", f"{readings:,} ({readings / elapsed:,.0f}/s)")
         t.add_row("envelopes stored", f"{c['envelopes']:,} (committed prefix {c['committed'] or 0:,})")
+        t.add_row("late poll cycles", f"{self.late} (lower --speed if this grows)")
         t.add_row("outbox depth", f"{sum(a.outbox.depth for a in self.agents):,}")
         t.add_row("quarantined", ", ".join(f"{k} {v}" for k, v in c["quarantine"].items()) or "0")
         t.add_row("missing seqs (chain gaps)", str(c["gaps"]))
