@@ -7,6 +7,8 @@ import typer
 
 from cloud.store.cli import mount as mount_store
 from wattrail import __version__
+from wattrail.audit_cmd import app as audit_app
+from wattrail.demo_cmd import demo
 from wattrail.edge_cmd import edge
 from wattrail.ingest_cmd import agents_app, ingest
 from wattrail.meter_cmd import app as meter_app
@@ -28,6 +30,8 @@ app.command()(sim)
 app.command()(ingest)
 app.add_typer(agents_app, name="agents")
 mount_store(app)  # db migrate|refresh, topology import, readings import
+app.command()(demo)
+app.add_typer(audit_app, name="audit")
 
 
 def _version(value: bool) -> None:
