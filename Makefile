@@ -9,7 +9,7 @@ STAMP  := $(VENV)/.installed-stamp
 SERVICES := $(VPY) scripts/services
 PYTEST_ARGS ?=
 
-.PHONY: help venv services-install services-up services-down services-status lint typecheck \
+.PHONY: help venv browser-install services-install services-up services-down services-status lint typecheck \
         test test-unit demo bench clean
 
 help:  ## list the targets
@@ -41,6 +41,9 @@ services-down:  ## stop the services `make services-up` started
 services-status: venv
 	$(SERVICES) status
 
+browser-install:  ## headless Chromium + playwright-core for the dashboard's browser tests
+	scripts/browser install
+
 lint: venv  ## ruff over everything
 	$(VENV)/bin/ruff check .
 
@@ -52,7 +55,7 @@ test-unit: venv  ## only the pure, fast tests
 
 # The test session starts its own private services on free ports (tests/conftest.py) and
 # removes them afterwards; `services-install` only makes sure the software is there.
-test: venv services-install lint typecheck  ## everything: lint, types, unit, integration, e2e
+test: venv services-install browser-install lint typecheck  ## everything: lint, types, unit, integration, e2e
 	$(VPY) -m pytest -q $(PYTEST_ARGS)
 	@echo "== analytics kernels again as plain Python (NUMBA_DISABLE_JIT=1), as their references see them"
 	NUMBA_DISABLE_JIT=1 $(VPY) -m pytest -q -p no:cacheprovider tests/unit/analytics

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import typer
 
+from cloud.analytics.cli import mount as mount_analytics
+from cloud.api.cli import mount as mount_api
 from cloud.store.cli import mount as mount_store
 from wattrail import __version__
 from wattrail.audit_cmd import app as audit_app
@@ -30,6 +32,8 @@ app.command()(sim)
 app.command()(ingest)
 app.add_typer(agents_app, name="agents")
 mount_store(app)  # db migrate|refresh, topology import, readings import
+mount_api(app)  # api, token create|list|revoke
+mount_analytics(app)  # analyze, evaluate
 app.command()(demo)
 app.add_typer(audit_app, name="audit")
 

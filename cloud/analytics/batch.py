@@ -1,0 +1,81 @@
+"""One analysis batch: fetch a Feed from TimescaleDB -> pipeline.run -> store the Report.
+
+`analyze` is what `wattrail analyze` and bench/analytics_batch.py call; it times the three
+stages separately (fetch, kernels, write) and records the timing with the run.
+"""
+
+from __future__ import annotations
+
+import platform
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import numba
+import numpy as np
+import psycopg
+
+from cloud.analytics import config, pipeline
+from cloud.analytics.feed import Feed
+from cloud.analytics.fetch import FetchStats, fetch_feed
+from cloud.analytics.pipeline import Report
+from cloud.analytics.results import MIN_COMPLETENESS
+from cloud.analytics.store_results import RunMeta, store_report
+
+Progress = Callable[[str], None]  # called with the name of the stage about to start
+
+
+@dataclass(frozen=True)
+class RunResult:
+    run_id: int
+    feed: Feed
+    report: Report
+    fetch: FetchStats
+    seconds: dict[str, float]  # fetch, kernels, write, total
+
+
+def parameters(step_s: int, tolerance_s: float | None) -> dict[str, Any]:
+    """What a run's numbers depend on besides the data, stored with the run."""
+    return {
+        "step_s": step_s,
+        "tolerance_s": step_s / 2 if tolerance_s is None else tolerance_s,
+        "min_completeness": MIN_COMPLETENESS,
+        "suspect_threshold": 0.5,
+        "fastmath": config.FASTMATH,
+        "numba": numba.__version__,
+        "numpy": np.__version__,
+        "python": platform.python_version(),
+    }
+
+
+def analyze(
+    conn: psycopg.Connection[Any],
+    start: datetime,
+    end: datetime,
+    *,
+    step_s: int = 900,
+    regions: Sequence[str] | None = None,
+    tolerance_s: float | None = None,
+    progress: Progress | None = None,
+) -> RunResult:
+    say = progress or (lambda _stage: None)
+    started = datetime.now(UTC)
+    t = time.perf_counter()
+    say("fetch")
+    feed, stats = fetch_feed(conn, start, end, step_s=step_s, regions=regions, tolerance_s=tolerance_s)
+    t_fetch = time.perf_counter() - t
+    say("kernels")
+    t = time.perf_counter()
+    rep = pipeline.run(feed, day=86400 // step_s, block=max(1, 21600 // step_s))
+    t_kernels = time.perf_counter() - t
+    say("write")
+    t = time.perf_counter()
+    seconds = {"fetch": round(t_fetch, 3), "kernels": round(t_kernels, 3)}
+    meta = RunMeta(start, end, list(regions) if regions else None, started,
+                   parameters(step_s, tolerance_s), seconds)
+    run_id = store_report(conn, feed, rep, meta)
+    t_write = time.perf_counter() - t
+    seconds = {**seconds, "write": round(t_write, 3), "total": round(t_fetch + t_kernels + t_write, 3)}
+    return RunResult(run_id, feed, rep, stats, seconds)

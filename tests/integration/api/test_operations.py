@@ -1,0 +1,143 @@
+"""Tokens (API and CLI), the rate limit, metrics, health with the database gone, topology
+import refusals, and the OpenAPI/docs pages."""
+
+from __future__ import annotations
+
+import re
+import socket
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import httpx
+import psycopg
+import pytest
+import typer
+from fastapi import FastAPI
+from typer.testing import CliRunner
+
+from cloud.api.cli import mount
+from cloud.api.config import Settings
+from cloud.api.main import create_app
+from cloud.api.ratelimit import TokenBuckets
+from tests.integration.api.conftest import auth, settings_for
+from tests.integration.api.seed import Seed
+
+pytestmark = pytest.mark.integration
+
+
+@asynccontextmanager
+async def asgi(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://api") as c:
+            yield c
+
+
+def test_token_lifecycle_over_the_api(client: httpx.Client, seeded: Seed) -> None:
+    admin = auth(seeded.tokens["admin"])
+    made = client.post("/v1/tokens", json={"name": "planning notebook", "role": "auditor"}, headers=admin)
+    assert made.status_code == 201
+    body = made.json()
+    assert body["token"].startswith("wtr_") and body["role"] == "auditor"
+    new = auth(body["token"])
+    assert client.get("/v1/audit/log/tree-head", headers=new).status_code == 200
+    assert client.get("/v1/tokens", headers=new).status_code == 403  # auditors do not manage tokens
+    listed = client.get("/v1/tokens", params={"limit": 1000}, headers=admin).json()["items"]
+    assert any(t["id"] == body["id"] and "token" not in t for t in listed)
+    with psycopg.connect(seeded.dsn) as conn:
+        stored = conn.execute("SELECT token_hash FROM api_tokens WHERE id = %s", [body["id"]]).fetchone()
+    assert stored is not None and body["token"].encode() not in bytes(stored[0])
+    gone = client.delete(f"/v1/tokens/{body['id']}", headers=admin)
+    assert gone.status_code == 200 and gone.json()["revoked_at"]
+    assert client.get("/v1/audit/log/tree-head", headers=new).status_code == 401
+    assert client.delete("/v1/tokens/987654321", headers=admin).status_code == 404
+    bad = client.post("/v1/tokens", json={"name": "x", "role": "root"}, headers=admin)
+    assert bad.status_code == 422 and bad.headers["content-type"] == "application/problem+json"
+
+
+def test_token_cli(seeded: Seed) -> None:
+    app = typer.Typer()
+    mount(app)
+    runner = CliRunner()
+    res = runner.invoke(app, ["token", "create", "--dsn", seeded.dsn, "--role", "engineer", "--name", "cli"])
+    assert res.exit_code == 0, res.output
+    secret = res.stdout.strip().splitlines()[-1]
+    assert re.fullmatch(r"wtr_[A-Za-z0-9_-]{43}", secret)
+    listed = runner.invoke(app, ["token", "list", "--dsn", seeded.dsn])
+    assert listed.exit_code == 0 and "cli" in listed.stdout and secret not in listed.stdout
+    token_id = next(line.split()[0] for line in listed.stdout.splitlines() if line.endswith(" cli"))
+    assert runner.invoke(app, ["token", "revoke", "--dsn", seeded.dsn, token_id]).exit_code == 0
+    assert runner.invoke(app, ["token", "revoke", "--dsn", seeded.dsn, "999999"]).exit_code == 1
+    bad = runner.invoke(app, ["token", "create", "--dsn", seeded.dsn, "--role", "god", "--name", "x"])
+    assert bad.exit_code == 1 and "unknown role" in bad.output
+    assert "--port" in runner.invoke(app, ["api", "--help"]).stdout
+
+
+def test_token_buckets_refill() -> None:
+    now = [0.0]
+    b = TokenBuckets(rate=2.0, burst=3, clock=lambda: now[0])
+    assert [b.take(1) for _ in range(3)] == [0.0, 0.0, 0.0]
+    assert b.take(1) == pytest.approx(0.5)
+    assert b.take(2) == 0.0  # buckets are per token
+    now[0] = 0.5
+    assert b.take(1) == 0.0
+    assert b.retry_after(0.01) == "1" and b.retry_after(2.2) == "3"
+
+
+@pytest.mark.asyncio
+async def test_rate_limit_answers_429_with_retry_after(seeded: Seed) -> None:
+    app = create_app(settings_for(seeded, rate_limit_per_s=0.01, rate_limit_burst=2))
+    async with asgi(app) as c:
+        eng, aud = auth(seeded.tokens["engineer"]), auth(seeded.tokens["auditor"])
+        assert [(await c.get("/v1/regions", headers=eng)).status_code for _ in range(2)] == [200, 200]
+        res = await c.get("/v1/regions", headers=eng)
+        assert res.status_code == 429 and res.headers["content-type"] == "application/problem+json"
+        assert int(res.headers["retry-after"]) >= 1
+        assert (await c.get("/v1/regions", headers=aud)).status_code == 200  # other tokens unaffected
+        metrics = (await c.get("/metrics")).text
+    assert 'wattrail_api_requests_total{method="GET",route="/v1/regions",status="429"} 1.0' in metrics
+    assert 'wattrail_api_requests_total{method="GET",route="/v1/regions",status="200"} 3.0' in metrics
+    assert 'wattrail_api_request_seconds_count{method="GET",route="/v1/regions"} 4.0' in metrics
+
+
+@pytest.mark.asyncio
+async def test_database_down_is_503_not_500(seeded: Seed) -> None:
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    app = create_app(
+        Settings(
+            dsn=f"postgresql://postgres@127.0.0.1:{port}/nothing",  # type: ignore[call-arg]
+            pool_timeout_s=0.5,
+        )
+    )
+    async with asgi(app) as c:
+        health = await c.get("/healthz")
+        assert health.status_code == 503 and health.json()["status"] == "unavailable"
+        res = await c.get("/v1/regions", headers=auth(seeded.tokens["engineer"]))
+        assert res.status_code == 503 and res.headers["content-type"] == "application/problem+json"
+        assert res.headers["retry-after"]
+
+
+def test_topology_import_refuses_a_bad_grid(client: httpx.Client, seeded: Seed) -> None:
+    admin = auth(seeded.tokens["admin"])
+    doc = {**seeded.grid_doc, "transformers": [{**seeded.grid_doc["transformers"][0], "rating_kva": -1}]}
+    res = client.post("/v1/topology/import", json=doc, headers=admin)
+    assert res.status_code == 422 and res.headers["content-type"] == "application/problem+json"
+    assert any("rating_kva" in e["msg"] for e in res.json()["errors"])
+    ok = client.post("/v1/topology/import", json=seeded.grid_doc, headers=admin).json()
+    assert ok["customers"] == 12 and ok["transformers"] == 3
+    assert (
+        client.post(
+            "/v1/topology/import", content=b"[1", headers={**admin, "content-type": "application/json"}
+        ).status_code
+        == 422
+    )
+
+
+def test_openapi_and_docs(client: httpx.Client) -> None:
+    spec = client.get("/openapi.json").json()
+    assert spec["info"]["title"] == "Wattrail API"
+    assert "/v1/audit/export" in spec["paths"]
+    assert "HTTPBearer" in spec["components"]["securitySchemes"]
+    assert "swagger-ui" in client.get("/docs").text
