@@ -117,6 +117,11 @@ def run(opt: DemoOptions) -> int:
         console.print(f"ready in {time.monotonic() - t0:.0f} s: {demo.summary()}")
         asyncio.run(demo.stream())
         demo.report()
+        demo.analyze_and_report()
+        demo.start_api()
+        if not opt.keep_running:
+            console.print("(the API stops with the demo: run `wattrail demo --keep-running` to "
+                          "browse it)")
         if opt.keep_running:
             console.print("[bold]--keep-running[/bold]: services stay up; Ctrl-C to stop")
             while True:

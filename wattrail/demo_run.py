@@ -223,6 +223,82 @@ class DemoRun:
         self.console.print(f"ground truth: {self.work / 'truth.json'}; grid: "
                            f"{self.work / 'grid.json'}; database: {self.dsn}")
 
+    def analyze_and_report(self) -> None:
+        """The analytics batch over the streamed period, then what a grid engineer reads."""
+        import json
+
+        from cloud.analytics.batch import analyze
+
+        start = dt.datetime.fromtimestamp(self.start_s, dt.UTC)
+        end = start + dt.timedelta(days=self.opt.days)
+        with psycopg.connect(self.dsn) as conn:
+            res = analyze(conn, start, end, step_s=POLL_S)
+            run = res.run_id
+            loss = conn.execute(
+                "SELECT entity_id, loss_pct, ntl_wh / 1000, ntl_sigma_wh / 1000, revenue_at_risk,"
+                " completeness FROM analysis_loss WHERE run_id = %s AND level = 'transformer' "
+                "ORDER BY ntl_wh DESC NULLS LAST", [run]).fetchall()
+            sus = conn.execute(
+                "SELECT rank, meter_id, transformer_id, score, estimated_wh / 1000, "
+                "evidence->>'strongest' FROM analysis_suspects WHERE run_id = %s "
+                "ORDER BY rank LIMIT 400", [run]).fetchall()
+            pq = conn.execute("SELECT kind, count(*) FROM analysis_power_quality WHERE run_id = %s"
+                              " GROUP BY 1 ORDER BY 1", [run]).fetchall()
+            outages = conn.execute("SELECT level, entity_id, started_at, ended_at FROM "
+                                   "analysis_outages WHERE run_id = %s ORDER BY started_at",
+                                   [run]).fetchall()
+        truth = json.loads((self.work / "truth.json").read_text())
+        thieves = {e["meter_id"]: e["type"] for e in truth["events"]
+                   if e.get("is_theft") and e["start_ms"] < end.timestamp() * 1000}
+        t = Table(title=f"loss per transformer (run {run}, {res.seconds['total']:.1f} s: fetch "
+                        f"{res.seconds['fetch']:.1f}, kernels {res.seconds['kernels']:.1f}, "
+                        f"write {res.seconds['write']:.1f})")
+        for col in ("transformer", "loss %", "NTL kWh (±1σ)", "revenue at risk", "completeness"):
+            t.add_column(col)
+        for tx, pct, ntl, sig, rar, comp in loss:
+            t.add_row(tx, "-" if pct is None else f"{pct:.1f}",
+                      "-" if ntl is None else f"{ntl:,.0f} ± {sig or 0:,.0f}",
+                      "-" if rar is None else f"{rar:,.2f}", f"{comp:.1%}")
+        self.console.print(t)
+        k = len(thieves)
+        top = [m for _r, m, *_ in sus[:k]]
+        hits = sum(1 for m in top if m in thieves)
+        t = Table(title=f"top theft suspects: {hits} of the top {k} are true thieves "
+                        f"(precision@{k} = {hits / max(k, 1):.2f}, ground truth)")
+        for col in ("rank", "meter", "transformer", "score", "est. kWh", "main evidence", "truth"):
+            t.add_column(col)
+        for r, m, tx, score, kwh, why in sus[:15]:
+            t.add_row(str(r), m, tx, f"{score:.2f}", "-" if kwh is None else f"{kwh:,.1f}",
+                      why or "-", thieves.get(m, "honest"))
+        self.console.print(t)
+        self.console.print("power quality: " + (", ".join(f"{k} {n}" for k, n in pq) or "none")
+                           + f"; outages: {len(outages)}"
+                           + "".join(f"\n  {lvl} {e} {a:%Y-%m-%d %H:%M} - "
+                                     f"{b:%H:%M}" if b else f"\n  {lvl} {e} {a} - ongoing"
+                                     for lvl, e, a, b in outages[:5]))
+
+    def start_api(self) -> None:
+        """The API and dashboard on a free port, with a demo token."""
+        import socket
+
+        from cloud.api.tokens import create_token
+
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = sock.getsockname()[1]
+        env = dict(os.environ, WATTRAIL_DSN=self.dsn,
+                   WATTRAIL_CA_CERT=str(self.work / "pki" / "ca.crt"))
+        log = open(self.work / "api.log", "wb")  # noqa: SIM115 - lives with the process
+        self.procs.append(subprocess.Popen(
+            [sys.executable, "-m", "wattrail.cli", "api", "--host", "127.0.0.1", "--port",
+             str(port)], env=env, cwd=REPO, stdout=log, stderr=log))
+        with psycopg.connect(self.dsn) as conn:
+            token = create_token(conn, "admin", "demo").secret
+            conn.commit()
+        base = f"http://127.0.0.1:{port}"
+        self.console.print(f"API docs   {base}/docs\ndashboard  {base}/dashboard/\n"
+                           f"demo token {token}  (role admin: reads reports and the audit trail)")
+
     def shutdown(self) -> None:
         for p in self.procs:
             p.terminate()

@@ -59,7 +59,7 @@ def test_inclusion_proofs_verify(client: httpx.Client, seeded: Seed, aud: dict[s
     assert p["leaf_hash"] == leaf.hex()
     path = [bytes.fromhex(x) for x in p["audit_path"]]
     assert verify_inclusion(p["leaf_index"], p["tree_size"], leaf, path, head.head.root_hash)
-    tampered = seeded.envelopes[seq][:-1] + b"\x00"
+    tampered = seeded.envelopes[seq][:-1] + bytes([seeded.envelopes[seq][-1] ^ 1])  # always differs
     assert not verify_inclusion(
         p["leaf_index"], p["tree_size"], leaf_hash(tampered), path, head.head.root_hash
     )
