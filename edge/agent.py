@@ -10,7 +10,11 @@ readings of that cycle are not signed (there is nowhere durable to keep them), a
 raised (log, metric, `events` topic), and nothing already signed is touched.
 
 Cycles are aligned to wall-clock multiples of the interval (xx:00, xx:15, ...) so that all
-agents read at the same instants, which is what the energy balance needs.
+agents read at the same instants, which is what the energy balance needs; within a cycle the
+links start a little apart and dead meters are skipped (edge/scheduler.py).
+
+After each cycle, status-flag changes (edge/events.py) and circuit-breaker changes go to the
+`events` topic; the health endpoint (edge/health.py) serves the agent's metrics.
 """
 
 from __future__ import annotations
@@ -23,6 +27,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from edge.config import AgentConfig
+from edge.events import StatusWatch
+from edge.health import Health
 from edge.outbox import Outbox, OutboxFullError
 from edge.poller import Poller
 from edge.publisher import BrokerConfig, Publisher
@@ -71,6 +77,7 @@ class AgentStats:
     sealed: int = 0
     refused_full: int = 0
     last_seq: int = 0
+    events: int = 0
 
 
 class Agent:
@@ -86,12 +93,22 @@ class Agent:
                              f"{cfg.signing_key} (its id is {self.kid.hex()})")
         self.outbox = Outbox(cfg.outbox, max_messages=cfg.outbox_max_messages,
                              max_bytes=cfg.outbox_max_bytes)
+        self.health = Health(self)
         self.poller = Poller(cfg.meters, timeout=cfg.modbus_timeout_s,
-                             retries=cfg.modbus_retries, max_gap=cfg.max_gap, clock_ms=wall_ms)
+                             retries=cfg.modbus_retries, max_gap=cfg.max_gap, clock_ms=wall_ms,
+                             interval_s=cfg.poll_interval_s,
+                             stagger_fraction=cfg.stagger_fraction,
+                             breaker_threshold=cfg.breaker_threshold,
+                             breaker_base_s=cfg.breaker_base_s, breaker_cap_s=cfg.breaker_cap_s,
+                             # breaker waits on the agent's clock, which a simulation may speed up
+                             mono=lambda: self.clock.mono() / 1000,
+                             observe_latency=self.health.observe)
         b = cfg.broker
         self.publisher = Publisher(
-            cfg.agent_id, BrokerConfig(b.host, b.port, b.ca, b.cert, b.key, b.keepalive_s),
-            self.outbox, resend_after=b.resend_after_s)
+            cfg.agent_id, BrokerConfig(b.host, b.port, b.ca, b.cert, b.key, b.keepalive_s,
+                                       b.session_expiry_s),
+            self.outbox, resend_after=b.resend_after_s, backoff_cap=b.backoff_cap_s)
+        self.status_watch = StatusWatch()
         self.stats = AgentStats(last_seq=self.outbox.head().seq)
 
     def seal(self, readings: list[Reading]) -> int | None:
@@ -107,21 +124,37 @@ class Agent:
         except OutboxFullError as exc:
             self.stats.refused_full += 1
             log.error("ALARM %s", exc)
-            self.publisher.publish_event(json.dumps({
-                "event": "outbox-full", "at_ms": sent_at, "depth": exc.depth,
-                "refused_readings": len(readings)}).encode())
+            self.raise_event({"event": "outbox-full", "at_ms": sent_at, "depth": exc.depth,
+                              "refused_readings": len(readings)})
             return None
         self.stats.sealed += 1
         self.stats.last_seq = payload.seq
         self.publisher.notify()
         return payload.seq
 
+    def raise_event(self, event: dict[str, object]) -> None:
+        self.stats.events += 1
+        self.publisher.publish_event(json.dumps({"agent_id": self.cfg.agent_id, **event},
+                                                separators=(",", ":")).encode())
+
     async def cycle(self) -> int | None:
         outcomes = await self.poller.poll_all()
-        return self.seal([o.reading for o in outcomes])
+        readings = [o.reading for o in outcomes]
+        seq = self.seal(readings)
+        for event in self.status_watch.changes(readings):
+            log.warning("%s on meter %s: %s", event["event"], event["meter_id"],
+                        ", ".join(event["flags"]))
+            self.raise_event(event)
+        events, self.poller.breaker_events = self.poller.breaker_events, []
+        for event in events:
+            self.raise_event(event)
+        return seq
 
     async def run(self, stop: asyncio.Event, *, cycles: int | None = None) -> None:
         """Poll on aligned ticks until `stop` is set (or `cycles` cycles ran)."""
+        if self.cfg.health_port is not None:
+            port = self.health.start(self.cfg.health_host, self.cfg.health_port)
+            log.info("metrics on http://%s:%d/metrics", self.cfg.health_host, port)
         self.publisher.start()
         interval_ms = int(self.cfg.poll_interval_s * 1000)
         done = 0
@@ -140,6 +173,7 @@ class Agent:
             self.close()
 
     def close(self) -> None:
+        self.health.stop()
         self.publisher.stop()
         self.poller.close()
         self.outbox.close()

@@ -63,6 +63,10 @@ class BrokerSettings(BaseModel):
     key: Path
     keepalive_s: int = 30
     resend_after_s: float = Field(30.0, gt=0, description="resend unconfirmed after this silence")
+    session_expiry_s: int = Field(
+        3600, ge=0, description="the broker keeps our session (subscriptions, queued acks) "
+        "this long after a disconnect (MQTT v5 clean_start=false)")
+    backoff_cap_s: float = Field(30.0, gt=0, description="longest wait between reconnects")
 
 
 class AgentConfig(BaseSettings):
@@ -81,7 +85,16 @@ class AgentConfig(BaseSettings):
     outbox: Path = Path("outbox.db")
     outbox_max_messages: int = Field(100_000, gt=0)
     outbox_max_bytes: int = Field(512 * 1024 * 1024, gt=0)
-    health_port: int | None = Field(None, description="serve /metrics (Prometheus) here")
+    health_port: int | None = Field(None, ge=0, le=65535,
+                                    description="serve /metrics (Prometheus) on 127.0.0.1 here")
+    health_host: str = Field("127.0.0.1", description="address of the metrics endpoint")
+    stagger_fraction: float = Field(0.1, ge=0, lt=1, description="spread link start times "
+                                    "over this fraction of the poll interval")
+    breaker_threshold: int = Field(3, ge=1, description="consecutive comms failures that "
+                                   "trip a meter's circuit breaker")
+    breaker_base_s: float | None = Field(None, gt=0, description="first wait before probing "
+                                         "a tripped meter (default: 2 poll intervals)")
+    breaker_cap_s: float = Field(900.0, gt=0, description="longest wait between probes")
 
     @field_validator("agent_id")
     @classmethod

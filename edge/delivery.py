@@ -109,3 +109,59 @@ def backoff_delay(attempt: int, *, base: float = 0.5, cap: float = 30.0,
         raise ValueError(f"attempt must be >= 0, got {attempt}")
     ceiling = min(cap, base * (2 ** min(attempt, 32)))
     return (rng or random).uniform(0.0, ceiling)
+
+
+# --------------------------------------------------------------------------------------------
+# Per-meter circuit breaker (used by edge/scheduler.py)
+#
+# A meter that stops answering costs its link one full timeout per request. On a half-duplex
+# RS-485 bus or a shared gateway connection that time is taken from every other meter on the
+# link, so after `threshold` consecutive comms failures the breaker OPENs: the meter is not
+# asked at all (its reading for the cycle is COMMS_LOST, flagged as skipped) until its retry
+# time, which grows with every failed probe (jittered, capped). When the retry time comes the
+# breaker is HALF_OPEN: the meter gets one probe, polled *after* the healthy meters of its
+# link so that the probe's timeout cannot push their reads late. A probe that succeeds CLOSEs
+# the breaker; one that fails OPENs it again with a longer wait.
+#
+#   CLOSED ──failure (threshold reached)──▶ OPEN ──retry time──▶ HALF_OPEN ──success──▶ CLOSED
+#     ▲ │                                     ▲                      │
+#     │ └─success (resets the count)          └──────failure─────────┘
+#     └───────────────────────────────────── success anywhere ───────────────────────────────
+
+
+class BreakerState(enum.Enum):
+    CLOSED = "closed"  # polled every cycle
+    OPEN = "open"  # skipped until its retry time
+    HALF_OPEN = "half-open"  # one probe this cycle
+
+
+class BreakerEvent(enum.Enum):
+    SUCCESS = "success"  # an answer (valid or not decodable: the meter is there)
+    FAILURE = "failure"  # comms lost, below the threshold
+    TRIP = "trip"  # comms lost, threshold reached
+    RETRY_DUE = "retry-due"
+
+
+BREAKER_TRANSITIONS: dict[tuple[BreakerState, BreakerEvent], BreakerState] = {
+    (BreakerState.CLOSED, BreakerEvent.TRIP): BreakerState.OPEN,
+    (BreakerState.OPEN, BreakerEvent.RETRY_DUE): BreakerState.HALF_OPEN,
+    (BreakerState.HALF_OPEN, BreakerEvent.SUCCESS): BreakerState.CLOSED,
+    (BreakerState.HALF_OPEN, BreakerEvent.FAILURE): BreakerState.OPEN,
+    (BreakerState.HALF_OPEN, BreakerEvent.TRIP): BreakerState.OPEN,
+    (BreakerState.OPEN, BreakerEvent.SUCCESS): BreakerState.CLOSED,
+}
+
+
+def next_breaker_state(state: BreakerState, event: BreakerEvent) -> BreakerState:
+    return BREAKER_TRANSITIONS.get((state, event), state)
+
+
+def breaker_retry_delay(opens: int, *, base: float, cap: float,
+                        rng: random.Random | None = None) -> float:
+    """Seconds an OPEN breaker waits before its next probe: base * 2**(opens-1) with ±20 %
+    jitter (so the dead meters of one bus do not all come due in the same cycle), capped.
+    The jitter band is narrower than the doubling, so waits grow until they reach the cap."""
+    if opens < 1:
+        raise ValueError(f"opens must be >= 1, got {opens}")
+    ceiling = base * (2 ** min(opens - 1, 32))
+    return float(min(cap, ceiling * (rng or random).uniform(0.8, 1.2)))

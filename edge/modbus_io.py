@@ -9,7 +9,9 @@ Errors, split by what the poller does with them (after httpcore's `map_exception
   dropped by pymodbus and surface as a timeout). The reading is recorded as COMMS_LOST.
 - `MeterRefused`: the meter answered with a Modbus exception code (e.g. 2, illegal data
   address: the map does not fit this meter). The reading is recorded as DECODE_ERROR.
-  Gateway exceptions 0x0A/0x0B mean the meter never answered: those are `CommsLost`.
+  Gateway exceptions 0x0A/0x0B mean the meter never answered, and 0x04/0x05/0x06 (device
+  failure, acknowledge, busy) mean it gave no data *this time*: those are `CommsLost`, so
+  they count towards the meter's circuit breaker.
 """
 
 from __future__ import annotations
@@ -38,6 +40,8 @@ class ModbusLinkError(Exception):
 class CommsLost(ModbusLinkError):  # noqa: N818 - the quality flag's name, on purpose
     """No usable answer: the meter, the bus or the gateway is unreachable right now."""
 
+    exception_code: int | None = None  # set when a Modbus exception response said so
+
 
 class MeterRefused(ModbusLinkError):  # noqa: N818
     def __init__(self, message: str, *, meter_id: str, link: str, exception_code: int) -> None:
@@ -58,6 +62,10 @@ def map_exceptions(meter_id: str, link: str) -> Iterator[None]:
 # 0x0A gateway path unavailable, 0x0B gateway target device failed to respond: the meter
 # said nothing, so the reading is COMMS_LOST, not a decode problem.
 GATEWAY_EXCEPTIONS = frozenset({0x0A, 0x0B})
+# 0x04 server device failure, 0x05 acknowledge (still working), 0x06 server device busy:
+# transient, the meter has no data for us now. A retry later may succeed; the map is fine.
+TRANSIENT_EXCEPTIONS = frozenset({0x04, 0x05, 0x06})
+NO_ANSWER_EXCEPTIONS = GATEWAY_EXCEPTIONS | TRANSIENT_EXCEPTIONS
 
 ModbusClient = AsyncModbusTcpClient | AsyncModbusSerialClient | AsyncModbusTlsClient
 
@@ -106,9 +114,11 @@ class Link:
                         raise ValueError(f"function {r.function} is not a register read")
                 if rr.isError():
                     code = int(getattr(rr, "exception_code", 0))
-                    if code in GATEWAY_EXCEPTIONS:  # the gateway could not reach the meter
-                        raise CommsLost(f"gateway exception 0x{code:02X} for {r}",
-                                        meter_id=meter_id, link=self.name)
+                    if code in NO_ANSWER_EXCEPTIONS:  # no data from the meter this time
+                        lost = CommsLost(f"exception 0x{code:02X} for {r}",
+                                         meter_id=meter_id, link=self.name)
+                        lost.exception_code = code
+                        raise lost
                     raise MeterRefused(f"exception code {code} for {r}", meter_id=meter_id,
                                        link=self.name, exception_code=code)
                 out.append(list(rr.registers))

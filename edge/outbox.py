@@ -69,6 +69,19 @@ class ChainHead:
 class Pending:
     seq: int
     data: bytes
+    created_ms: int = 0  # when it was sealed, for the publish-lag metric
+
+
+@dataclass(frozen=True)
+class OutboxSummary:
+    """What `wattrail edge status` and the health endpoint report about the outbox."""
+
+    depth: int
+    size_bytes: int
+    head_seq: int
+    confirmed_seq: int
+    oldest_seq: int | None
+    oldest_created_ms: int | None  # when the oldest unconfirmed envelope was sealed
 
 
 class Outbox:
@@ -163,9 +176,21 @@ class Outbox:
         """Unconfirmed envelopes with seq > after_seq, oldest first."""
         with self._lock:
             rows = self._db.execute(
-                "SELECT seq, data FROM envelopes WHERE seq > ? ORDER BY seq LIMIT ?",
+                "SELECT seq, data, created_ms FROM envelopes WHERE seq > ? ORDER BY seq LIMIT ?",
                 (after_seq, limit)).fetchall()
-        return [Pending(int(s), bytes(d)) for s, d in rows]
+        return [Pending(int(s), bytes(d), int(c)) for s, d, c in rows]
+
+    def oldest(self) -> tuple[int, int] | None:
+        """(seq, created_ms) of the oldest unconfirmed envelope, or None when empty."""
+        with self._lock:
+            row = self._db.execute(
+                "SELECT seq, created_ms FROM envelopes ORDER BY seq LIMIT 1").fetchone()
+        return (int(row[0]), int(row[1])) if row else None
+
+    def summary(self) -> OutboxSummary:
+        oldest = self.oldest()
+        return OutboxSummary(self.depth, self.size_bytes, self.head().seq, self.confirmed_seq(),
+                             oldest[0] if oldest else None, oldest[1] if oldest else None)
 
     def iter_pending(self, batch: int = 1000) -> Iterator[Pending]:
         after = 0
@@ -184,6 +209,16 @@ class Outbox:
     def close(self) -> None:
         with self._lock:
             self._db.close()
+
+    @classmethod
+    def inspect(cls, path: Path | str) -> OutboxSummary:
+        """Summarise an outbox file without creating it (`wattrail edge status`). Safe while
+        the agent runs: WAL lets a reader see the last committed state without blocking it."""
+        path = Path(path)
+        if not path.exists():
+            raise FileNotFoundError(f"no outbox at {path} (has the agent run yet?)")
+        with cls(path) as ob:
+            return ob.summary()
 
     def __enter__(self) -> Outbox:
         return self

@@ -11,7 +11,7 @@ from cloud.store.cli import mount as mount_store
 from wattrail import __version__
 from wattrail.audit_cmd import app as audit_app
 from wattrail.demo_cmd import demo
-from wattrail.edge_cmd import edge
+from wattrail.edge_cmd import app as edge_app
 from wattrail.ingest_cmd import agents_app, ingest
 from wattrail.meter_cmd import app as meter_app
 from wattrail.pki_cmd import app as pki_app
@@ -27,7 +27,7 @@ app = typer.Typer(
 
 app.add_typer(meter_app, name="meter")
 app.add_typer(pki_app, name="pki")
-app.command()(edge)
+app.add_typer(edge_app, name="edge")  # edge run|status; `edge --config X` still runs
 app.command()(sim)
 app.command()(ingest)
 app.add_typer(agents_app, name="agents")

@@ -101,3 +101,26 @@ def test_structured_junk_in_any_slot_is_a_protocol_error(key: int, junk: object,
     for strict_only in (False, True):
         with contextlib.suppress(EnvelopeError):
             decode_payload(raw, strict_only=strict_only)
+
+
+@settings(max_examples=200, deadline=None)
+@given(payloads())
+def test_fast_encoder_gives_the_reference_bytes(payload: Payload) -> None:
+    assert encode_payload(payload) == encode_payload(payload, strict_only=True)
+
+
+def test_fast_encoder_refuses_what_the_reference_refuses() -> None:
+    import dataclasses
+
+    import pytest
+
+    from protocols.envelope_errors import EnvelopeEncodeError
+    from tests.unit.protocols.test_envelope import sample_payload
+
+    p = sample_payload()
+    for bad in (float("nan"), float("inf"), True, "5"):
+        r = dataclasses.replace(p.readings[0], v_l1=bad)
+        q = dataclasses.replace(p, readings=[r, *p.readings[1:]])
+        for strict in (False, True):
+            with pytest.raises(EnvelopeEncodeError):
+                encode_payload(q, strict_only=strict)
