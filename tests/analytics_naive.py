@@ -301,7 +301,11 @@ def meter_indicators(
     for m in range(n):
         both = ~np.isnan(imp[m]) & ~np.isnan(exp[m])
         seen_v = both & (vmax_end[m] >= 0)
-        byp = seen_v & (imp[m] < eps_wh) & (exp[m] < eps_wh) & (vmax_end[m] > 0.5 * v_nominal)
+        i_end = i[m, 1:]  # (T, 3) currents at each interval's end
+        known = ~np.isnan(i_end).all(1)
+        cur = np.nansum(np.abs(i_end), 1)
+        byp = (seen_v & (imp[m] < eps_wh) & (exp[m] < eps_wh) & (vmax_end[m] > 0.5 * v_nominal)
+               & (~known | (cur < i_min)))
         value[m, 0] = byp.sum() / seen_v.sum() if seen_v.sum() else 0.0
         mark(m, 0, np.flatnonzero(byp))
         if not has_pv[m]:

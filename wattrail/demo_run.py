@@ -229,8 +229,10 @@ class DemoRun:
 
         from cloud.analytics.batch import analyze
 
-        start = dt.datetime.fromtimestamp(self.start_s, dt.UTC)
-        end = start + dt.timedelta(days=self.opt.days)
+        # from the first poll (there is no reading at the simulation's very start) to the last
+        ticks = int(self.opt.days * 86_400 // POLL_S)
+        start = dt.datetime.fromtimestamp(self.start_s + POLL_S, dt.UTC)
+        end = dt.datetime.fromtimestamp(self.start_s + ticks * POLL_S, dt.UTC)
         with psycopg.connect(self.dsn) as conn:
             res = analyze(conn, start, end, step_s=POLL_S)
             run = res.run_id

@@ -3,7 +3,9 @@
 Each returns, per customer meter, a value in [0, 1] (the share of the meter's intervals or
 instants showing the symptom) and the first/last interval where it showed (-1 if never):
 - bypass: import and export both below `eps_wh` in an interval while the meter sees voltage
-  (> half nominal) at its end: the wires are live but nothing is registered;
+  (> half nominal) and, when it reports currents, less than `i_min` in total at its end: the
+  wires are live but nothing is registered. (Without the current test, an honest meter whose
+  coarse energy register did not tick in 15 minutes would look bypassed.)
 - neutral: phase vs neutral current mismatch at an instant. A single-phase meter's neutral
   current equals its phase current; a three-phase meter's apparent power |P + jQ| equals
   sum(V x I) over phases. A relative mismatch above `tol` counts;
@@ -75,9 +77,18 @@ def _meter_indicators(
                 for ph in range(3):
                     if not np.isnan(v[m, t + 1, ph]) and v[m, t + 1, ph] > vmax:
                         vmax = v[m, t + 1, ph]
+                # a bypassed meter also sees (almost) no current; an honest meter whose
+                # coarse register (EM24: 100 Wh steps) did not tick in this interval does
+                cur = 0.0
+                known = False
+                for ph in range(3):
+                    if not np.isnan(i[m, t + 1, ph]):
+                        cur += abs(i[m, t + 1, ph])
+                        known = True
                 if vmax >= 0.0:
                     seen[0] += 1
-                    if ie < eps_wh and ee < eps_wh and vmax > 0.5 * v_nominal:
+                    if (ie < eps_wh and ee < eps_wh and vmax > 0.5 * v_nominal
+                            and (not known or cur < i_min)):
                         hits[0] += 1
                         _mark(m, 0, t, first, last)
                 if not has_pv[m]:
