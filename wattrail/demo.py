@@ -37,8 +37,12 @@ class DemoOptions:
     theft_rate: float = 0.10
     seed: int = 1
     ingestors: int = 2
+    fault_rate: float = 0.02
     keep_running: bool = False
     workdir: Path = CACHE / "demo"
+    # Known scenarios instead of the seeded random plan (tests): (customer index, kind, params),
+    # each active over the whole run, e.g. (3, "bypass", {}) or (10, "h1", {"a": 0.3}).
+    thefts: tuple[tuple[int, str, dict[str, float]], ...] | None = None
 
 
 def _services(state_dir: Path, *args: str) -> subprocess.CompletedProcess[str]:
@@ -86,10 +90,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--speed", type=float, default=480.0)
     ap.add_argument("--theft-rate", type=float, default=0.10)
     ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--fault-rate", type=float, default=0.02)
     ap.add_argument("--keep-running", action="store_true")
     a = ap.parse_args(argv)
     return run(DemoOptions(a.meters, a.days, a.speed, a.theft_rate, a.seed,
-                           keep_running=a.keep_running))
+                           fault_rate=a.fault_rate, keep_running=a.keep_running))
 
 
 def run(opt: DemoOptions) -> int:

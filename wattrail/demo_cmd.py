@@ -14,6 +14,8 @@ def demo(
     theft_rate: Annotated[float, typer.Option(min=0.0, max=1.0,
                                               help="share of customers who steal")] = 0.10,
     seed: Annotated[int, typer.Option(help="grid and theft seed")] = 1,
+    fault_rate: Annotated[float, typer.Option(min=0.0, max=1.0,
+                                              help="share of meters with injected faults")] = 0.02,
     keep_running: Annotated[bool, typer.Option(help="leave the services up at the end")] = False,
 ) -> None:
     """Run the whole platform on a simulated grid on loopback: services, meters, edge agents,
@@ -21,4 +23,4 @@ def demo(
     from wattrail.demo import DemoOptions, run
 
     raise typer.Exit(run(DemoOptions(meters, days, speed, theft_rate, seed,
-                                     keep_running=keep_running)))
+                                     fault_rate=fault_rate, keep_running=keep_running)))

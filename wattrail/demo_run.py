@@ -32,6 +32,7 @@ class DemoRun:
         self.opt, self.svc, self.state_dir, self.dsn, self.console = opt, svc, state_dir, dsn, console
         self.work = opt.workdir
         self.procs: list[subprocess.Popen[bytes]] = []
+        self.logs: list[Any] = []  # the processes' log files, closed at shutdown
         self.agents: list[Agent] = []
         self.sim: Simulation | None = None
         self.clock: SimClock | None = None
@@ -47,6 +48,7 @@ class DemoRun:
         from cloud.ingest.registry import register_from_pki
         from cloud.store.topology import import_topology
         from firmware_sim.serve import DEFAULT_START_S, build_simulation
+        from firmware_sim.simulation import Simulation
         from security.keys import generate_key, save_private_key
         from security.pki import init_ca, issue_agent
 
@@ -55,6 +57,8 @@ class DemoRun:
                                     grid_file=grid_file, theft_rate=self.opt.theft_rate,
                                     start_s=DEFAULT_START_S)
         self.start_s = DEFAULT_START_S
+        if self.opt.thefts is not None:
+            self.sim = Simulation(self.sim.grid, self.start_s, self._known_thefts(self.sim.grid))
         with psycopg.connect(self.dsn) as conn:
             import_topology(conn, grid_file)
         pki = self.work / "pki"
@@ -75,11 +79,22 @@ class DemoRun:
                    WATTRAIL_INGESTOR_KEY=str(key))
         for i in range(self.opt.ingestors):
             log = open(self.work / f"ingest-{i}.log", "wb")  # noqa: SIM115 - lives with the process
+            self.logs.append(log)
             args = [sys.executable, "-m", "wattrail.cli", "ingest", "--share-group", "demo",
                     "--sth-every", "5"]
             if i == 0:  # one sequencer is enough; the advisory lock would serialise more
                 args += ["--log-key", str(pki / "log.key")]
             self.procs.append(subprocess.Popen(args, env=env, cwd=REPO, stdout=log, stderr=log))
+
+    def _known_thefts(self, grid: Any) -> Any:
+        """`opt.thefts` as a theft plan, every scenario active from the start for the whole run."""
+        from firmware_sim.theft import TheftEvent, TheftPlan
+
+        first = int(self.start_s // 60)
+        last = first + int(self.opt.days * 1440) + 1440
+        return TheftPlan(grid.seed, [
+            TheftEvent(c, grid.customers[c].meter_id, kind, first, last, dict(params))
+            for c, kind, params in sorted(self.opt.thefts or (), key=lambda t: t[0])])
 
     def summary(self) -> str:
         assert self.sim is not None
@@ -118,8 +133,16 @@ class DemoRun:
         from firmware_sim.serve import start_service
 
         assert self.sim is not None
+        from firmware_sim.faults import plan_faults
+        from firmware_sim.simulation import IMP
+
         self.clock = SimClock(self.start_s, self.opt.speed)
-        service = await start_service(self.sim, self.clock, base_port=0)
+        # a few meters misbehave as field meters do: slow or no replies, exception codes,
+        # dropped connections, register rollover (firmware_sim/faults.py)
+        reg0 = {c.meter_id: float(self.sim.cust_rep[i, IMP])
+                for i, c in enumerate(self.sim.grid.customers)}
+        faults = plan_faults(self.sim.grid.seed, list(reg0), self.opt.fault_rate, reg0)
+        service = await start_service(self.sim, self.clock, base_port=0, faults=faults)
         store = service.store
         sim = self.sim
 
@@ -291,6 +314,7 @@ class DemoRun:
         env = dict(os.environ, WATTRAIL_DSN=self.dsn,
                    WATTRAIL_CA_CERT=str(self.work / "pki" / "ca.crt"))
         log = open(self.work / "api.log", "wb")  # noqa: SIM115 - lives with the process
+        self.logs.append(log)
         self.procs.append(subprocess.Popen(
             [sys.executable, "-m", "wattrail.cli", "api", "--host", "127.0.0.1", "--port",
              str(port)], env=env, cwd=REPO, stdout=log, stderr=log))
@@ -309,3 +333,6 @@ class DemoRun:
                 p.wait(15)
             except subprocess.TimeoutExpired:
                 p.kill()
+                p.wait(15)
+        for log in self.logs:
+            log.close()
