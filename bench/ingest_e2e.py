@@ -79,8 +79,9 @@ def _read_envelopes(path: str) -> list[bytes]:
 
 
 def _publisher(host: str, port: int, ca: str, certs: dict[str, tuple[str, str]],
-               files: dict[str, str], stamps_out: str) -> None:
-    """Publish every agent's envelopes as fast as the broker takes them (QoS 1)."""
+               files: dict[str, str], stamps_out: str, envelopes_per_s: float = 0.0) -> None:
+    """Publish every agent's envelopes as fast as the broker takes them (QoS 1), or paced at
+    `envelopes_per_s` per agent when given (latency is only meaningful below saturation)."""
     import paho.mqtt.client as mqtt
     from paho.mqtt.enums import CallbackAPIVersion
 
@@ -94,20 +95,25 @@ def _publisher(host: str, port: int, ca: str, certs: dict[str, tuple[str, str]],
         c.max_queued_messages_set(0)
         c.connect(host, port)
         c.loop_start()
-        times = []
+        times = stamps.setdefault(agent, [])
+        t_next = time.monotonic()
         for data in envs:
+            if envelopes_per_s:
+                t_next += 1.0 / envelopes_per_s
+                time.sleep(max(0.0, t_next - time.monotonic()))
             times.append(time.time())
             info = c.publish(f"wattrail/v1/{agent}/readings", data, qos=1)
             info.wait_for_publish(60)
-        stamps[agent] = times
         c.disconnect()
         c.loop_stop()
 
-    threads = [threading.Thread(target=run, args=(a,)) for a in files]
+    threads = [threading.Thread(target=run, args=(a,), daemon=True) for a in files]
     for t in threads:
         t.start()
-    for t in threads:
-        t.join()
+    # written as we go: the harness may stop us once its measuring window is over
+    while any(t.is_alive() for t in threads):
+        Path(stamps_out).write_text(json.dumps(stamps))
+        time.sleep(1.0)
     Path(stamps_out).write_text(json.dumps(stamps))
 
 
@@ -131,7 +137,7 @@ def issue(state_tls: str, cn: str) -> tuple[str, str]:
 
 
 def run_mode(svc: dict[str, str], dsn: str, *, agents: int, per: int, seconds: float,
-             ingestors: int, workdir: Path, label: str) -> dict[str, float]:
+             ingestors: int, workdir: Path, label: str, rate: float = 0.0) -> dict[str, float]:
     import psycopg
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
@@ -145,7 +151,7 @@ def run_mode(svc: dict[str, str], dsn: str, *, agents: int, per: int, seconds: f
     # enough envelopes to keep the pipeline busy for `seconds` at the best rate we could
     # expect in this mode (the issue's 150k readings/s batched; ~10k envelopes/s when every
     # reading carries its own signature), without spending minutes pre-signing
-    ceiling = 150_000 if per > 1 else 4_000
+    ceiling = (rate or 150_000) if per > 1 else 4_000
     n_env = max(20, int(ceiling * (seconds + 10) / (agents * per)))
     t_gen = time.monotonic()
     with mp.Pool(os.cpu_count() or 2) as pool:
@@ -172,7 +178,7 @@ def run_mode(svc: dict[str, str], dsn: str, *, agents: int, per: int, seconds: f
     stamps_path = workdir / f"stamps-{tag}.json"
     pub = mp.Process(target=_publisher, args=(svc["mqtt_host"], int(svc["mqtt_port"]),
                                               env["WATTRAIL_MQTT_CA"], certs, files,
-                                              str(stamps_path)))
+                                              str(stamps_path), rate / (agents * per)))
     t_start = time.time()
     pub.start()
     seen: dict[str, list[tuple[float, int]]] = {a: [] for a in names}
@@ -271,6 +277,9 @@ def main() -> None:
     ap.add_argument("--agents", type=int, default=8)
     ap.add_argument("--per-envelope", type=int, default=500)
     ap.add_argument("--single-mode-seconds", type=float, default=20)
+    ap.add_argument("--latency-rate", type=float, default=40_000,
+                    help="readings/s offered in the paced latency run (below saturation)")
+    ap.add_argument("--latency-seconds", type=float, default=30)
     args = ap.parse_args()
     import psycopg
 
@@ -291,6 +300,11 @@ def main() -> None:
             results.append(run_mode(svc, dsn, agents=args.agents, per=args.per_envelope,
                                     seconds=args.seconds, ingestors=args.ingestors,
                                     workdir=Path(work), label="batch-signed"))
+            if args.latency_seconds > 0:
+                results.append(run_mode(svc, dsn, agents=args.agents, per=args.per_envelope,
+                                        seconds=args.latency_seconds, ingestors=args.ingestors,
+                                        workdir=Path(work), label="paced latency",
+                                        rate=args.latency_rate))
             if args.single_mode_seconds > 0:
                 results.append(run_mode(svc, dsn, agents=args.agents, per=1,
                                         seconds=args.single_mode_seconds,
