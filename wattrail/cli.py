@@ -10,6 +10,7 @@ from cloud.api.cli import mount as mount_api
 from cloud.store.cli import mount as mount_store
 from wattrail import __version__
 from wattrail.audit_cmd import app as audit_app
+from wattrail.chaos_cmd import mount as mount_chaos
 from wattrail.demo_cmd import demo
 from wattrail.edge_cmd import app as edge_app
 from wattrail.ingest_cmd import agents_app, ingest
@@ -36,6 +37,7 @@ mount_api(app)  # api, token create|list|revoke
 mount_analytics(app)  # analyze, evaluate
 app.command()(demo)
 app.add_typer(audit_app, name="audit")
+mount_chaos(app)  # chaos run [SCENARIO] [--scale small|full]
 
 
 def _version(value: bool) -> None:
