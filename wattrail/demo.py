@@ -41,8 +41,11 @@ class DemoOptions:
     keep_running: bool = False
     workdir: Path = CACHE / "demo"
     # Known scenarios instead of the seeded random plan (tests): (customer index, kind, params),
-    # each active over the whole run, e.g. (3, "bypass", {}) or (10, "h1", {"a": 0.3}).
+    # e.g. (3, "bypass", {}) or (10, "h1", {"a": 0.3}),
+    # each active from `thefts_from_h` simulated hours after the start to the end of the run
     thefts: tuple[tuple[int, str, dict[str, float]], ...] | None = None
+    thefts_from_h: float = 0.0
+    modbus_timeout_s: float = 0.2  # real seconds an agent waits (= 96 simulated s at 480x)
 
 
 def _services(state_dir: Path, *args: str) -> subprocess.CompletedProcess[str]:

@@ -12,14 +12,16 @@ time, docs/analytics.md, so the sum is the honest bound).
 
 from __future__ import annotations
 
+import math
 from datetime import datetime
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Path, Query, Request, Response
 from pydantic import BaseModel, Field
 
+from cloud.api import cursors
 from cloud.api.deps import ConnDep, ReaderToken, SettingsDep
-from cloud.api.listing import finite, keyset_page, one
+from cloud.api.listing import finite, keyset_page, one, rows
 from cloud.api.params import FormatParam, PageDep, Time, check_range
 from cloud.api.problems import ProblemError, responses
 from cloud.api.runs import RunPublic, resolve_run, run_public
@@ -102,16 +104,42 @@ async def list_loss(
     if low_confidence is not None:
         where.append("l.low_confidence = %s")
         params.append(low_confidence)
-    select = f"SELECT {_COLS}, coalesce(-l.ntl_wh, 'Infinity'::float8) AS worst FROM analysis_loss l {join}"
+    kind = f"loss-{level}-{sort}-{run['run_id']}"
     if sort == "worst":
-        key, names = ["coalesce(-l.ntl_wh, 'Infinity'::float8)", "l.entity_id"], ["worst", "entity_id"]
-        types: tuple[type, ...] = (float, str)
+        found, nxt = await _worst_page(conn, kind, join, where, params, page.cursor, page.limit)
     else:
-        key, names, types = ["l.entity_id"], ["entity_id"], (str,)
-    found, nxt = await keyset_page(conn, kind=f"loss-{level}-{sort}-{run['run_id']}", select=select,
-                                   where=where, params=params, key=key, key_names=names,
-                                   key_types=types, cursor=page.cursor, limit=page.limit)
+        found, nxt = await keyset_page(conn, kind=kind, select=f"SELECT {_COLS} FROM analysis_loss l {join}",
+                                       where=where, params=params, key=["l.entity_id"],
+                                       key_types=(str,), cursor=page.cursor, limit=page.limit)
     return page_or_csv(request, fmt, LossPublic, [LossPublic(**finite(r)) for r in found], nxt)
+
+
+async def _worst_page(conn: ConnDep, kind: str, join: str, where: list[str], params: list[Any],
+                      cursor: str | None, limit: int) -> tuple[list[dict[str, Any]], str | None]:
+    """Highest NTL first, unknown NTL last, ties by entity id: `ORDER BY ntl_wh DESC NULLS LAST`
+    as analysis_loss_worst_idx (run_id, level, ntl_wh DESC NULLS LAST) is, so a worst-N list is
+    an index range scan that stops after N rows, not a sort of the run's every entity. The
+    cursor holds (-ntl_wh, or Infinity when unknown; entity_id), as it always has."""
+    conds, args = list(where), list(params)
+    after = cursors.decode(kind, cursor, (float, str))
+    if after is not None:
+        worst, entity = after
+        if math.isinf(worst) and worst > 0:  # past the known NTLs: among the unknown ones
+            conds.append("(l.ntl_wh IS NULL AND l.entity_id > %s)")
+            args.append(entity)
+        else:
+            conds.append("(l.ntl_wh < %s OR l.ntl_wh IS NULL OR (l.ntl_wh = %s AND l.entity_id > %s))")
+            args.extend([-worst, -worst, entity])
+    found = await rows(conn, f"SELECT {_COLS} FROM analysis_loss l {join} WHERE {' AND '.join(conds)} "
+                       "ORDER BY l.ntl_wh DESC NULLS LAST, l.entity_id LIMIT %s", [*args, limit + 1])
+    nxt = None
+    if len(found) > limit:
+        found = found[:limit]
+        last = found[-1]
+        ntl = last["ntl_wh"]
+        worst = math.inf if ntl is None or not math.isfinite(ntl) else -ntl
+        nxt = cursors.encode(kind, [worst, last["entity_id"]])
+    return found, nxt
 
 
 Entity = Annotated[str, Path(min_length=1, max_length=200)]

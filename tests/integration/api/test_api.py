@@ -280,6 +280,37 @@ def test_loss_worst_first_and_series(client: httpx.Client, seeded: Seed, eng: di
     assert older == []  # the earlier run has no rows: run_id is honoured
 
 
+def test_loss_worst_pages_one_by_one_and_past_the_unknown(client: httpx.Client, seeded: Seed,
+                                                         eng: dict[str, str]) -> None:
+    """sort=worst pages on (ntl_wh DESC NULLS LAST, entity_id), the index's order; a cursor
+    holds (-ntl_wh, or Infinity once among the unknown NTLs; entity_id)."""
+    worst = client.get("/v1/loss", params={"sort": "worst"}, headers=eng).json()["items"]
+    walked, cursor = [], None
+    while True:
+        params: dict[str, Any] = {"sort": "worst", "limit": 1, **({"cursor": cursor} if cursor else {})}
+        page = client.get("/v1/loss", params=params, headers=eng).json()
+        walked += page["items"]
+        cursor = page["next_cursor"]
+        if cursor is None:
+            break
+    assert walked == worst
+    unknown = [w["entity_id"] for w in worst if w["ntl_wh"] is None]
+    assert unknown
+    kind = f"loss-transformer-worst-{seeded.run_id}"
+    # among the unknown: only those after the cursor's entity id
+    after_none = client.get("/v1/loss", params={"sort": "worst", "cursor": encode(kind, [float("inf"), ""])},
+                            headers=eng).json()["items"]
+    assert [w["entity_id"] for w in after_none] == unknown
+    after_last = client.get("/v1/loss", params={"sort": "worst", "cursor": encode(
+        kind, [float("inf"), unknown[-1]])}, headers=eng).json()["items"]
+    assert after_last == []
+    # from the top known NTL: everything below it, the unknown included
+    top = worst[0]
+    below = client.get("/v1/loss", params={"sort": "worst", "cursor": encode(
+        kind, [-top["ntl_wh"], top["entity_id"]])}, headers=eng).json()["items"]
+    assert below == worst[1:]
+
+
 def test_suspects_and_detail(client: httpx.Client, seeded: Seed, eng: dict[str, str]) -> None:
     items = client.get("/v1/suspects", headers=eng).json()["items"]
     assert [s["rank"] for s in items] == [1, 2, 3, 4, 5]  # scores .95 .. .55 are >= 0.5
