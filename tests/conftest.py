@@ -146,27 +146,41 @@ def template_db(services: Services) -> str:
     return TEMPLATE_DB
 
 
-@pytest.fixture
-def db_dsn(services: Services, template_db: str) -> Iterator[str]:
-    """A DSN to a brand-new database with TimescaleDB, dropped after the test."""
+def create_database(services: Services, template: str, prefix: str) -> str:
+    """A new database cloned from `template`; returns its name. Fixtures that need a database
+    for a whole module use this, and `drop_database` when done."""
     import psycopg
 
-    name = f"t_{uuid.uuid4().hex[:16]}"
+    name = f"{prefix}_{uuid.uuid4().hex[:16]}"
     with psycopg.connect(services.dsn_admin, autocommit=True) as conn:
         for attempt in range(50):
             try:
-                conn.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template_db}"')
-                break
+                conn.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template}"')
+                return name
             except psycopg.errors.ObjectInUse:
                 # a scheduler may still be on its way out of the template (see template_db)
                 if attempt == 49:
                     raise
                 time.sleep(0.1)
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def drop_database(services: Services, name: str) -> None:
+    import psycopg
+
+    with psycopg.connect(services.dsn_admin, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+def db_dsn(services: Services, template_db: str) -> Iterator[str]:
+    """A DSN to a brand-new database with TimescaleDB, dropped after the test."""
+
+    name = create_database(services, template_db, "t")
     try:
         yield services.dsn_for(name)
     finally:
-        with psycopg.connect(services.dsn_admin, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        drop_database(services, name)
 
 
 @pytest.fixture(scope="session")

@@ -18,7 +18,6 @@ import socket
 import subprocess
 import threading
 import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -32,7 +31,7 @@ import uvicorn
 from cloud.api.config import Settings
 from cloud.api.dashboard import CSP, STATIC_DIR, mount_dashboard
 from cloud.api.main import create_app
-from tests.conftest import REPO, Services
+from tests.conftest import REPO, Services, create_database, drop_database
 from tests.e2e.dashboard_data import Dataset, build
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration]
@@ -65,23 +64,13 @@ def _free_port() -> int:
 @pytest.fixture(scope="module")
 def dataset(services: Services, template_db: str,
             tmp_path_factory: pytest.TempPathFactory) -> Iterator[Dataset]:
-    name = f"t_dash_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(services.dsn_admin, autocommit=True) as conn:
-        for attempt in range(50):
-            try:
-                conn.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template_db}"')
-                break
-            except psycopg.errors.ObjectInUse:  # the template's scheduler is on its way out
-                if attempt == 49:
-                    raise
-                time.sleep(0.1)
+    name = create_database(services, template_db, "t_dash")
     dsn = services.dsn_for(name)
     try:
         with psycopg.connect(dsn, autocommit=True) as conn:
             yield build(conn, dsn, tmp_path_factory.mktemp("dashboard"))
     finally:
-        with psycopg.connect(services.dsn_admin, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        drop_database(services, name)
 
 
 @pytest.fixture(scope="module")

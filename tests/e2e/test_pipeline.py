@@ -35,7 +35,7 @@ from cloud.api.config import Settings
 from cloud.api.main import create_app
 from cloud.api.tokens import create_token
 from cloud.store.migrate import migrate
-from tests.conftest import Services
+from tests.conftest import Services, create_database, drop_database
 from wattrail.demo import DemoOptions
 from wattrail.demo_run import DemoRun
 
@@ -64,16 +64,7 @@ def _free_port() -> int:
 def pipeline(services: Services, template_db: str, tmp_path_factory: pytest.TempPathFactory
              ) -> Iterator[dict[str, Any]]:
     """Run the scenario once; yield the DSN, the demo's ground truth and the meters' ids."""
-    name = f"t_e2e_{int(time.time() * 1000) % 10**9}"
-    with psycopg.connect(services.dsn_admin, autocommit=True) as conn:
-        for attempt in range(50):
-            try:
-                conn.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template_db}"')
-                break
-            except psycopg.errors.ObjectInUse:  # the template's scheduler is on its way out
-                if attempt == 49:
-                    raise
-                time.sleep(0.1)
+    name = create_database(services, template_db, "t_e2e")
     dsn = services.dsn_for(name)
     work = tmp_path_factory.mktemp("e2e")
     try:
@@ -103,8 +94,7 @@ def pipeline(services: Services, template_db: str, tmp_path_factory: pytest.Temp
         yield {"dsn": dsn, "work": work, "late": demo.late,
                "thieves": {customers[c].meter_id: kind for c, kind, _ in THIEVES}}
     finally:
-        with psycopg.connect(services.dsn_admin, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        drop_database(services, name)
 
 
 @pytest.fixture(scope="module")

@@ -7,7 +7,6 @@ from __future__ import annotations
 import socket
 import threading
 import time
-import uuid
 from collections.abc import Iterator
 
 import httpx
@@ -18,29 +17,19 @@ from cryptography.hazmat.primitives import serialization
 
 from cloud.api.config import Settings
 from cloud.api.main import create_app
-from tests.conftest import Services
+from tests.conftest import Services, create_database, drop_database
 from tests.integration.api.seed import Seed, seed
 
 
 @pytest.fixture(scope="module")
 def seeded(services: Services, template_db: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Seed]:
-    name = f"t_api_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(services.dsn_admin, autocommit=True) as conn:
-        for attempt in range(50):
-            try:
-                conn.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template_db}"')
-                break
-            except psycopg.errors.ObjectInUse:  # the template's scheduler is on its way out
-                if attempt == 49:
-                    raise
-                time.sleep(0.1)
+    name = create_database(services, template_db, "t_api")
     dsn = services.dsn_for(name)
     try:
         with psycopg.connect(dsn, autocommit=True) as conn:
             yield seed(conn, dsn, tmp_path_factory.mktemp("api"))
     finally:
-        with psycopg.connect(services.dsn_admin, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        drop_database(services, name)
 
 
 def settings_for(s: Seed, **over: object) -> Settings:
