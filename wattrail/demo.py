@@ -45,6 +45,7 @@ class DemoOptions:
     # each active from `thefts_from_h` simulated hours after the start to the end of the run
     thefts: tuple[tuple[int, str, dict[str, float]], ...] | None = None
     thefts_from_h: float = 0.0
+    outage: bool = False  # one transformer dark for a simulated hour (the CLI turns it on)
     modbus_timeout_s: float = 0.2  # real seconds an agent waits (= 96 simulated s at 480x)
 
 
@@ -97,7 +98,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--keep-running", action="store_true")
     a = ap.parse_args(argv)
     return run(DemoOptions(a.meters, a.days, a.speed, a.theft_rate, a.seed,
-                           fault_rate=a.fault_rate, keep_running=a.keep_running))
+                           fault_rate=a.fault_rate, outage=True, keep_running=a.keep_running))
 
 
 def run(opt: DemoOptions) -> int:

@@ -23,4 +23,5 @@ def demo(
     from wattrail.demo import DemoOptions, run
 
     raise typer.Exit(run(DemoOptions(meters, days, speed, theft_rate, seed,
-                                     fault_rate=fault_rate, keep_running=keep_running)))
+                                     fault_rate=fault_rate, outage=True,
+                                     keep_running=keep_running)))

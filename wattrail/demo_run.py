@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import json
 import logging
 import os
 import subprocess
@@ -127,7 +128,11 @@ class DemoRun:
                                       resend_after_s=10))
             # the agents live on the simulated clock, as their meters do
             watch = ClockWatch(wall=clock.now_ms, mono=clock.now_ms)
-            self.agents.append(Agent(cfg, wall_ms=clock.now_ms, clock=watch))
+            agent = Agent(cfg, wall_ms=clock.now_ms, clock=watch)
+            # circuit breakers and bus budgets count simulated seconds too, or a breaker that
+            # opened would wait 30 real minutes (2 poll intervals) before probing again
+            agent.poller.mono = clock.now
+            self.agents.append(agent)
 
     async def stream(self) -> None:
         from firmware_sim.clock import SimClock
@@ -168,6 +173,7 @@ class DemoRun:
             for a in self.agents:
                 a.publisher.start()
             ticks = int(self.opt.days * 86_400 // POLL_S)
+            outage = self._outage_plan(service.endpoints, ticks) if self.opt.outage else None
             started = time.monotonic()
             with Live(self._progress(0, ticks, started), console=self.console,
                       refresh_per_second=2) as live:
@@ -175,6 +181,8 @@ class DemoRun:
                     target = self.start_s + k * POLL_S
                     await asyncio.sleep(self.clock.real_seconds_until(target))
                     self.sim.advance_to(store.now())
+                    if outage is not None:
+                        self._apply_outage(outage, k, faults)
                     await asyncio.gather(*(a.cycle() for a in self.agents))
                     if self.clock.now() > target + POLL_S:
                         self.late += 1  # the cycle overran its tick: readings drift later
@@ -202,6 +210,37 @@ class DemoRun:
         from firmware_sim.truth import write_truth
 
         write_truth(self.sim, self.work / "truth.json")
+
+    def _outage_plan(self, endpoints: list[dict[str, Any]], ticks: int) -> dict[str, Any]:
+        """One transformer's low-voltage side loses supply for a simulated hour, 40% into
+        the run: its meters go dark while the gateway (on its own battery) keeps answering
+        0x0B, "target device failed to respond", as RS-485 gateways do."""
+        txs = [ep for ep in endpoints if not str(ep["gateway_id"]).endswith("-SUB")]
+        ep = txs[len(txs) // 2]
+        k_from = max(2, int(ticks * 0.4))
+        plan = {"gateway": ep["gateway_id"], "meters": [u["meter_id"] for u in ep["units"]],
+                "from": k_from, "to": k_from + 4, "saved": {}}
+        start = dt.datetime.fromtimestamp(self.start_s + k_from * POLL_S, dt.UTC)
+        (self.work / "outage.json").write_text(json.dumps({
+            "gateway": plan["gateway"], "start": start.isoformat(),
+            "end": (start + dt.timedelta(hours=1)).isoformat()}))
+        return plan
+
+    def _apply_outage(self, plan: dict[str, Any], k: int, faults: Any) -> None:
+        from firmware_sim.faults import MeterFaults
+
+        if k == plan["from"]:
+            dark = MeterFaults(exception_prob=1.0, exception_code=0x0B)
+            for m in plan["meters"]:
+                plan["saved"][m] = faults.meters.get(m)
+                faults.meters[m] = dark
+        elif k == plan["to"]:
+            for m in plan["meters"]:
+                old = plan["saved"].pop(m, None)
+                if old is None:
+                    faults.meters.pop(m, None)
+                else:
+                    faults.meters[m] = old
 
     def _counts(self) -> dict[str, Any]:
         with psycopg.connect(self.dsn, autocommit=True) as conn:
@@ -304,6 +343,11 @@ class DemoRun:
             t.add_row(str(r), m, tx, f"{score:.2f}", "-" if kwh is None else f"{kwh:,.1f}",
                       why or "-", thieves.get(m, "honest"))
         self.console.print(t)
+        injected = self.work / "outage.json"
+        if injected.exists():
+            o = json.loads(injected.read_text())
+            self.console.print(f"injected outage: transformer behind {o['gateway']}, "
+                               f"{o['start'][:16]} - {o['end'][11:16]} UTC (simulated)")
         self.console.print("power quality: " + (", ".join(f"{k} {n}" for k, n in pq) or "none")
                            + f"; outages: {len(outages)}"
                            + "".join(f"\n  {lvl} {e} {a:%Y-%m-%d %H:%M} - "
