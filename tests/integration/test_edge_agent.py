@@ -44,21 +44,33 @@ def _free_port() -> int:
 def simulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[dict, dict[str, str]]]:
     d = tmp_path_factory.mktemp("sim")
     ep, grid = d / "ep.json", d / "grid.json"
+    log = (d / "sim.log").open("w")
     proc = subprocess.Popen(
         [sys.executable, "-m", "wattrail.cli", "sim", "--meters", "60", "--speed", "60",
          "--base-port", str(_free_port()), "--endpoints", str(ep), "--grid", str(grid),
-         "--duration", "300"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 30
-    while not ep.exists() and time.monotonic() < deadline:
-        time.sleep(0.1)
-    assert ep.exists(), "simulator did not start"
-    time.sleep(0.2)
-    gateway = json.loads(ep.read_text())["endpoints"][0]
+         "--duration", "300"], stdout=subprocess.DEVNULL, stderr=log)
     try:
+        # generous: on a loaded 2-core machine importing and building the grid takes a while
+        deadline = time.monotonic() + 120
+        while not ep.exists() and time.monotonic() < deadline and proc.poll() is None:
+            time.sleep(0.1)
+        if not ep.exists():
+            proc.kill()
+            proc.wait(30)
+            err = (d / "sim.log").read_text()
+            pytest.fail(f"simulator did not start (exit {proc.returncode}):\n{err[-2000:]}")
+        time.sleep(0.2)
+        gateway = json.loads(ep.read_text())["endpoints"][0]
         yield gateway, load_grid(grid).meter_models()
     finally:
-        proc.terminate()
-        proc.wait(timeout=30)
+        if proc.poll() is None:
+            proc.terminate()
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        log.close()
 
 
 def make_config(tmp: Path, agent_id: str, services: Services, cert: ClientCert, gateway: dict,
