@@ -28,10 +28,9 @@ def _free_port() -> int:
 
 def test_wattrail_sim_serves_and_writes_truth(tmp_path: Path) -> None:
     ep, truth, grid = tmp_path / "ep.json", tmp_path / "truth.json", tmp_path / "grid.json"
-    port = _free_port()
     proc = subprocess.Popen(
         [sys.executable, "-m", "wattrail.cli", "sim", "--meters", "200", "--duration", "8",
-         "--base-port", str(port), "--endpoints", str(ep), "--truth", str(truth),
+         "--base-port", "0", "--endpoints", str(ep), "--truth", str(truth),
          "--grid", str(grid), "--theft-rate", "0.1"],
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
