@@ -295,8 +295,6 @@ class DemoRun:
 
     def analyze_and_report(self) -> None:
         """The analytics batch over the streamed period, then what a grid engineer reads."""
-        import json
-
         from cloud.analytics.batch import analyze
 
         # from the first poll (there is no reading at the simulation's very start) to the last

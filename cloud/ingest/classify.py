@@ -14,6 +14,7 @@ Every message ends in exactly one bucket, and none is ever dropped unrecorded:
 from __future__ import annotations
 
 import enum
+import hashlib
 from dataclasses import dataclass, field
 
 from protocols.envelope import Payload
@@ -87,8 +88,6 @@ class Quarantine:
 
 def classify(msg: Incoming, keyring: Keyring, *,
              max_bytes: int = MAX_ENVELOPE_BYTES) -> Candidate | Quarantine:
-    import hashlib
-
     digest = hashlib.sha256(msg.payload).digest()
     if len(msg.payload) > max_bytes:
         return Quarantine(msg, QuarantineReason.OVERSIZED,

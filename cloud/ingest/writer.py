@@ -217,19 +217,20 @@ def _advance(conn: psycopg.Connection[Any], agents: list[str]) -> dict[str, int]
                            "FOR UPDATE", [agent]).fetchone()
         assert row is not None
         upto = int(row[0])
-        while True:
+        while True:  # in pages, in case a long backlog was stored ahead of a filled gap
             seqs = [s for (s,) in conn.execute(
                 "SELECT seq FROM envelopes WHERE agent_id = %s AND seq > %s ORDER BY seq "
                 "LIMIT 10000", [agent, upto])]
-            advanced = upto
+            run = upto
             for s in seqs:
-                if s != advanced + 1:
+                if s != run + 1:
                     break
-                advanced = s
-            if advanced == upto or advanced != (seqs[-1] if seqs else upto) or len(seqs) < 10000:
-                upto = advanced
+                run = s
+            if run == upto:
                 break
-            upto = advanced
+            upto = run
+            if run != seqs[-1] or len(seqs) < 10000:  # stopped at a gap, or saw them all
+                break
         conn.execute("UPDATE agent_progress SET committed_upto = %s, updated_at = now() "
                      "WHERE agent_id = %s", [upto, agent])
         out[agent] = upto
