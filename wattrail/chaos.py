@@ -159,6 +159,21 @@ class Services:
                           timeout, 0.05) or p.poll() is not None:
             raise RuntimeError(f"ingestor not subscribed: {path.read_text()[-2000:]}")
 
+    # PostgreSQL -----------------------------------------------------------------------------
+    def restart_db(self, *, immediate: bool = True, down_for: float = 0.0) -> None:
+        args = ["restart-db", "--down-for", f"{down_for:.2f}"]
+        self._svc(*args, *(["--immediate"] if immediate else []))
+
+    def small_disk(self, size_mb: int) -> str:
+        """Mount a tmpfs of `size_mb` the server can use for a tablespace; its server path."""
+        return str(json.loads(self._svc("small-disk", "--size-mb", str(size_mb)))["server_path"])
+
+    def mkdir_for_postgres(self, server_path: str) -> None:
+        """Create an empty folder owned by postgres at `server_path` (a tablespace location)."""
+        with psycopg.connect(self.state["dsn_admin"], autocommit=True) as c:
+            # the server creates it itself: it runs as the right user inside the right root
+            c.execute(f"COPY (SELECT 1) TO PROGRAM 'mkdir -p {server_path}'")
+
     # Mosquitto ------------------------------------------------------------------------------
     @property
     def broker_pid(self) -> int | None:
@@ -276,13 +291,19 @@ class Scale:
     outbox_limit: int
     refused: int
     agent_interval: float  # seconds between envelopes of the agent-kill subprocess
+    ingestor_kills: int = 4  # half SIGKILLed mid-batch, half exiting between commit and ack
+    db_crashes: int = 1  # immediate shutdowns of PostgreSQL during ingest
+    disk_mb: int = 48  # the tablespace that fills up in disk-full
+    clock_envelopes: int = 30  # per phase of clock-jump (before, after +1 h, after -1 h)
 
 
 SCALES = {
     "small": Scale(agents=2, envelopes=150, readings=10, broker_kills=3, agent_kills=5,
-                   partition_backlog=300, outbox_limit=20, refused=5, agent_interval=0.02),
+                   partition_backlog=300, outbox_limit=20, refused=5, agent_interval=0.02,
+                   ingestor_kills=4, db_crashes=1, disk_mb=48, clock_envelopes=30),
     "full": Scale(agents=4, envelopes=2_500, readings=100, broker_kills=20, agent_kills=50,
-                  partition_backlog=2_500, outbox_limit=1_000, refused=50, agent_interval=0.005),
+                  partition_backlog=2_500, outbox_limit=1_000, refused=50, agent_interval=0.005,
+                  ingestor_kills=20, db_crashes=5, disk_mb=64, clock_envelopes=500),
 }
 
 
@@ -336,11 +357,14 @@ class Feeder(threading.Thread):
         n = max(len(c) for c in chains.values())
         self.interval = seconds / max(n, 1)
         self.done = threading.Event()
+        self.halt = threading.Event()  # the scenario failed: stop before the outboxes close
 
     def run(self) -> None:
         n = max(len(c) for c in self.chains.values())
         start = time.monotonic()
         for i in range(n):
+            if self.halt.is_set():
+                break
             for s, ob, pub in zip(self.fleet.signers, self.fleet.outboxes, self.fleet.publishers,
                                   strict=True):
                 chain = self.chains[s.agent_id]
@@ -381,6 +405,9 @@ def scenario_broker_kill(svc: Services, scale: Scale, tmp: Path, seed: int = 1) 
         if ing.poll() is not None:
             r.notes.append(f"ingestor exited with {ing.returncode}")
     finally:
+        if feeder is not None:
+            feeder.halt.set()
+            feeder.join(10)
         fleet.stop()
         ing.terminate()
         ing.wait(15)
@@ -603,11 +630,296 @@ def scenario_outbox_full(svc: Services, scale: Scale, tmp: Path) -> Result:
     return check(dsn, {s.agent_id: signed}, scale.readings, r)
 
 
+def _stop(procs: list[subprocess.Popen[bytes]]) -> None:
+    for p in procs:
+        if p.poll() is None:
+            p.terminate()
+    for p in procs:
+        try:
+            p.wait(15)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait()
+
+
+def scenario_ingestor_kill(svc: Services, scale: Scale, tmp: Path, seed: int = 3) -> Result:
+    """Two ingestors share the stream; one after the other they die. Odd rounds: an ingestor
+    that exits inside its transaction, rows written and not committed (mid-batch); even rounds:
+    one that exits right after its commit, before any broker ack or agent ack (the worst moment,
+    `WATTRAIL_INGEST_CRASH_AFTER_COMMIT`); and a plain SIGKILL at a random moment in between.
+    Redelivery must neither lose (mid-batch) nor duplicate (after commit)."""
+    r = Result("ingestor-kill")
+    rng = random.Random(seed)
+    sigs = signers("ik", scale.agents, scale.readings, first_key=130)
+    dsn = svc.new_db([cert_for(s.key, s.agent_id) for s in sigs])
+    chains = {s.agent_id: s.chain(scale.envelopes) for s in sigs}
+    group = f"ik{uuid.uuid4().hex[:6]}"
+    t0 = time.monotonic()
+    ings = [svc.ingestor(dsn, group, max_batch=16) for _ in range(2)]
+    for p in ings:
+        svc.wait_subscribed(p)
+    fleet = start_fleet(svc, sigs, tmp, prefill=0)
+    feeder = Feeder(fleet, chains, seconds=scale.ingestor_kills * 2.0)
+    feeder.start()
+    exits = {"mid_batch": 0, "after_commit": 0, "sigkill": 0}
+    spare: list[subprocess.Popen[bytes]] = []
+    try:
+        for i in range(scale.ingestor_kills):
+            slot = i % 2
+            time.sleep(rng.uniform(0.2, 0.6))
+            ings[slot].kill()  # the plain SIGKILL, at whatever moment this is
+            ings[slot].wait()
+            exits["sigkill"] += 1
+            hook, code, kind = (("WATTRAIL_INGEST_CRASH_MID_BATCH", 71, "mid_batch") if i % 2 == 0
+                                else ("WATTRAIL_INGEST_CRASH_AFTER_COMMIT", 70, "after_commit"))
+            dying = svc.ingestor(dsn, group, max_batch=16, **{hook: str(rng.randint(1, 3))})
+            try:
+                rc = dying.wait(20)
+            except subprocess.TimeoutExpired:  # the stream ended before it got its batches
+                spare.append(dying)
+                rc = None
+            exits[kind] += rc == code
+            ings[slot] = svc.ingestor(dsn, group, max_batch=16)
+        feeder.join()
+        if not drained(fleet.outboxes, 120 + scale.envelopes * scale.agents / 50):
+            r.notes.append("outboxes did not drain")
+    finally:
+        if feeder is not None:
+            feeder.halt.set()
+            feeder.join(10)
+        fleet.stop()
+        _stop(ings + spare)
+    r.seconds = time.monotonic() - t0
+    r.figures = {k: float(v) for k, v in exits.items()}
+    r.notes.append(f"{exits['sigkill']} ingestor SIGKILLs, {exits['mid_batch']} exits inside an "
+                   f"uncommitted batch, {exits['after_commit']} exits between commit and ack")
+    return check(dsn, chains, scale.readings, r)
+
+
+def scenario_db_crash(svc: Services, scale: Scale, tmp: Path, seed: int = 4) -> Result:
+    """PostgreSQL stopped with `pg_ctl -m immediate` (no checkpoint, as a power cut would leave
+    it: recovery replays the WAL) while agents stream, then started again. Every envelope an
+    agent had seen acknowledged before the crash must be in the database after it; in the end,
+    everything signed."""
+    r = Result("db-crash")
+    rng = random.Random(seed)
+    sigs = signers("dc", scale.agents, scale.readings, first_key=150)
+    dsn = svc.new_db([cert_for(s.key, s.agent_id) for s in sigs])
+    chains = {s.agent_id: s.chain(scale.envelopes) for s in sigs}
+    t0 = time.monotonic()
+    ing = svc.ingestor(dsn, f"dc{uuid.uuid4().hex[:6]}")
+    svc.wait_subscribed(ing)
+    fleet = start_fleet(svc, sigs, tmp, prefill=0)
+    feeder = Feeder(fleet, chains, seconds=scale.db_crashes * 5.0)
+    feeder.start()
+    acked_then_missing, acked_total, mid = 0, 0, 0
+    try:
+        for _ in range(scale.db_crashes):
+            time.sleep(rng.uniform(1.0, 2.5))
+            confirmed = {s.agent_id: ob.confirmed_seq()
+                         for s, ob in zip(sigs, fleet.outboxes, strict=True)}
+            mid += not feeder.done.is_set()
+            svc.restart_db(immediate=True, down_for=rng.uniform(1.0, 3.0))
+            with psycopg.connect(dsn) as c:  # what was acknowledged survived the crash
+                for agent_id, upto in confirmed.items():
+                    (n,) = c.execute("SELECT count(*) FROM envelopes WHERE agent_id = %s "  # type: ignore[misc]
+                                     "AND seq <= %s", [agent_id, upto]).fetchone()
+                    acked_total += upto
+                    acked_then_missing += upto - int(n)
+        feeder.join()
+        if not drained(fleet.outboxes, 120 + scale.envelopes * scale.agents / 50):
+            r.notes.append("outboxes did not drain")
+        if ing.poll() is not None:
+            r.notes.append(f"ingestor exited with {ing.returncode}")
+    finally:
+        if feeder is not None:
+            feeder.halt.set()
+            feeder.join(10)
+        fleet.stop()
+        _stop([ing])
+    r.seconds = time.monotonic() - t0
+    r.lost += acked_then_missing * scale.readings
+    r.figures = {"crashes": scale.db_crashes, "crashes_mid_stream": mid,
+                 "acked_before_crash": acked_total, "acked_then_missing": acked_then_missing}
+    r.notes.append(f"{scale.db_crashes} immediate shutdowns ({mid} mid-stream); {acked_total} "
+                   f"envelopes acknowledged before a crash, {acked_then_missing} of them missing after")
+    res = check(dsn, chains, scale.readings, r)
+    return res
+
+
+def scenario_disk_full(svc: Services, scale: Scale, tmp: Path) -> Result:
+    """The database's disk fills up mid-stream (its tablespace is a small tmpfs, filled by another
+    table until PostgreSQL says 'could not extend file'): the ingestor must stop acknowledging,
+    keep running, and resume by itself once space is freed, losing nothing."""
+    r = Result("disk-full")
+    sigs = signers("df", scale.agents, scale.readings, first_key=170)
+    dsn = svc.new_db([cert_for(s.key, s.agent_id) for s in sigs])
+    disk = svc.small_disk(scale.disk_mb)
+    n = scale.envelopes
+    third = n // 3
+    chains = {s.agent_id: s.chain(n) for s in sigs}
+    space = f"small_{uuid.uuid4().hex[:6]}"
+    loc = f"{disk}/{space}"
+    svc.mkdir_for_postgres(loc)
+    with psycopg.connect(dsn, autocommit=True) as c:
+        c.execute(f"CREATE TABLESPACE {space} LOCATION '{loc}'")
+        # everything the ingestor writes lives on the small disk
+        c.execute("SELECT attach_tablespace(%s, 'readings')", [space])
+        c.execute(f"ALTER TABLE envelopes SET TABLESPACE {space}")
+        c.execute(f"ALTER INDEX ALL IN TABLESPACE pg_default OWNED BY CURRENT_USER "
+                  f"SET TABLESPACE {space}")
+    t0 = time.monotonic()
+    ing = svc.ingestor(dsn, f"df{uuid.uuid4().hex[:6]}")
+    svc.wait_subscribed(ing)
+    fleet = start_fleet(svc, sigs, tmp, prefill=0)
+
+    def feed(lo: int, hi: int) -> None:
+        for s, ob, pub in zip(sigs, fleet.outboxes, fleet.publishers, strict=True):
+            for seq in range(lo, hi + 1):
+                ob.append(seq, chains[s.agent_id][seq - 1], 0)
+            pub.notify()
+
+    def stored() -> int:
+        with psycopg.connect(dsn) as c:
+            return int(c.execute("SELECT count(*) FROM envelopes").fetchone()[0])  # type: ignore[index]
+
+    try:
+        feed(1, third)
+        if not drained(fleet.outboxes, 60):
+            r.notes.append("first phase did not drain")
+        filled_mb = fill_tablespace(dsn, space)
+        before = stored()
+        feed(third + 1, 2 * third)
+        time.sleep(4.0)
+        depth_while_full = sum(ob.depth for ob in fleet.outboxes)
+        stored_while_full = stored() - before
+        alive = ing.poll() is None
+        with psycopg.connect(dsn, autocommit=True) as c:
+            c.execute("DROP TABLE wattrail_filler")  # frees the space at commit (truncation)
+        freed = time.monotonic()
+        feed(2 * third + 1, n)
+        ok = drained(fleet.outboxes, 120 + n * scale.agents / 50)
+        recover_s = time.monotonic() - freed
+        if not ok:
+            r.notes.append("did not recover after the space was freed")
+        if ing.poll() is not None:
+            r.notes.append(f"ingestor exited with {ing.returncode}")
+    finally:
+        fleet.stop()
+        _stop([ing])
+    r.seconds = time.monotonic() - t0
+    r.figures = {"filled_mb": filled_mb, "unacked_while_full": depth_while_full,
+                 "stored_while_full": stored_while_full, "ingestor_alive_while_full": int(alive),
+                 "recovered_in_s": round(recover_s, 1)}
+    r.notes.append(f"tablespace on a {scale.disk_mb} MiB tmpfs filled to {filled_mb:.0f} MiB; while "
+                   f"full {depth_while_full} envelopes stayed unacknowledged in the outboxes, "
+                   f"{stored_while_full} were stored, ingestor alive: {alive}; drained "
+                   f"{recover_s:.1f} s after the space was freed")
+    return check(dsn, chains, scale.readings, r)
+
+
+def fill_tablespace(dsn: str, space: str) -> float:
+    """Fill `space` with a table until PostgreSQL reports the disk full; the tablespace's MiB."""
+    with psycopg.connect(dsn, autocommit=True) as c:
+        c.execute(f"CREATE TABLE wattrail_filler (b bytea) TABLESPACE {space}")
+        c.execute("ALTER TABLE wattrail_filler ALTER COLUMN b SET STORAGE PLAIN")
+        for _ in range(10_000):
+            try:
+                # 512 KB per statement of incompressible rows (256 x 2 KB of md5 bytes)
+                c.execute("INSERT INTO wattrail_filler SELECT decode(string_agg(md5(random()::text), ''), "
+                          "'hex') FROM generate_series(1, 128) g, generate_series(1, 256) r GROUP BY r")
+            except psycopg.errors.DiskFull:
+                row = c.execute("SELECT pg_tablespace_size(%s)", [space]).fetchone()
+                return float(row[0]) / 2**20 if row else 0.0
+    raise RuntimeError("the small disk never filled up")
+
+
+def scenario_clock_jump(svc: Services, scale: Scale, tmp: Path) -> Result:
+    """The real edge Agent seals with a wall clock that jumps +1 h, then back -1 h, while its
+    monotonic clock runs on: the envelope sealed after each step carries clock status JUMPED,
+    the cloud records it, and nothing else changes: every envelope stored, in seq order, no
+    quarantine even though sent_at goes backwards."""
+    from edge.agent import Agent, ClockWatch
+    from edge.config import AgentConfig
+
+    r = Result("clock-jump")
+    (s,) = signers("cj", 1, scale.readings, first_key=190)
+    now = int(time.time() * 1000)
+    dsn = svc.new_db([cert_for(s.key, s.agent_id, valid_from_ms=now - DAY,
+                               valid_to_ms=now + 30 * DAY)])
+    keyf = tmp / f"{s.agent_id}.key"
+    keyf.write_bytes(s.key.private_bytes(serialization.Encoding.PEM,
+                                         serialization.PrivateFormat.PKCS8,
+                                         serialization.NoEncryption()))
+    keyf.chmod(0o600)
+    cert, key = svc.issue(s.agent_id)
+    cfg = AgentConfig(agent_id=s.agent_id, meters=[], signing_key=keyf,
+                      outbox=tmp / f"{s.agent_id}.db",
+                      broker={"host": svc.host, "port": svc.port, "ca": svc.ca, "cert": cert,
+                              "key": key, "resend_after_s": 1.5, "backoff_cap_s": 0.5})
+    tick = {"mono": 0, "offset": 0}  # one poll cycle = 15 s of monotonic time
+    base = now - 3 * scale.clock_envelopes * 15_000 - 3_600_000  # +1 h stays in the past
+
+    def wall() -> int:
+        return base + tick["mono"] + tick["offset"]
+
+    agent = Agent(cfg, wall_ms=wall, clock=ClockWatch(wall=wall, mono=lambda: tick["mono"]))
+    agent.publisher.start()
+    t0 = time.monotonic()
+    ing = svc.ingestor(dsn, f"cj{uuid.uuid4().hex[:6]}")
+    signed: list[bytes] = []
+    jumped_seqs: list[int] = []
+    try:
+        for phase, offset in enumerate((0, 3_600_000, 0)):
+            tick["offset"] = offset
+            for i in range(scale.clock_envelopes):
+                tick["mono"] += 15_000
+                # readings stamped by the agent's (wrong) wall clock, 3 s before sealing; after
+                # the -1 h step they fall after phase 1's real instants, so (meter, ts) is unique
+                ts = wall() - 3_000
+                seq = agent.seal([Reading(f"{s.agent_id}-m{k}", ts, import_wh=1.0 + len(signed))
+                                  for k in range(scale.readings)])
+                if seq is None:
+                    raise RuntimeError("outbox refused a cycle")
+                signed.append(agent.outbox.pending(seq - 1, 1)[0].data)
+                if phase and i == 0:
+                    jumped_seqs.append(seq)
+        if not drained([agent.outbox], 60):
+            r.notes.append("outbox did not drain")
+    finally:
+        agent.publisher.stop()
+        agent.outbox.close()
+        _stop([ing])
+    r.seconds = time.monotonic() - t0
+    with psycopg.connect(dsn) as c:
+        flagged = [int(x) for (x,) in c.execute(
+            "SELECT seq FROM envelopes WHERE clock_status = 2 ORDER BY seq")]
+        backwards = c.execute(
+            "SELECT count(*) FROM (SELECT sent_at < lag(sent_at) OVER (ORDER BY seq) AS b "
+            "FROM envelopes) x WHERE b").fetchone()
+        flagged_readings = c.execute(
+            "SELECT count(*) FROM readings r JOIN envelopes e USING (agent_id, seq) "
+            "WHERE e.clock_status = 2").fetchone()
+    r.figures = {"jumps": len(jumped_seqs), "flagged_envelopes": len(flagged),
+                 "flagged_as_expected": int(flagged == jumped_seqs),
+                 "flagged_readings": int(flagged_readings[0]) if flagged_readings else -1,
+                 "sent_at_backwards": int(backwards[0]) if backwards else -1}
+    r.notes.append(f"wall clock +1 h then -1 h: envelopes {flagged} flagged JUMPED (expected "
+                   f"{jumped_seqs}), {r.figures['flagged_readings']} readings flagged through them, "
+                   f"{r.figures['sent_at_backwards']} envelope(s) with sent_at before their "
+                   "predecessor's, stored in seq order all the same")
+    return check(dsn, {s.agent_id: signed}, scale.readings, r)
+
+
 SCENARIOS: dict[str, Callable[..., Result]] = {
     "broker-kill": scenario_broker_kill,
     "agent-kill": scenario_agent_kill,
     "partition": scenario_partition,
     "outbox-full": scenario_outbox_full,
+    "ingestor-kill": scenario_ingestor_kill,
+    "db-crash": scenario_db_crash,
+    "disk-full": scenario_disk_full,
+    "clock-jump": scenario_clock_jump,
 }
 
 

@@ -21,7 +21,8 @@ app = typer.Typer(help="Fault campaign against a private services instance (docs
 @app.command("run")
 def run(
     scenario: Annotated[str | None, typer.Argument(
-        help="broker-kill, agent-kill, partition, outbox-full (default: all)")] = None,
+        help="broker-kill, agent-kill, partition, outbox-full, ingestor-kill, db-crash, "
+             "disk-full, clock-jump (default: all)")] = None,
     scale: Annotated[str, typer.Option(help="small (seconds) or full (minutes)")] = "small",
 ) -> None:
     """Run the campaign (or one scenario) and print the results table."""

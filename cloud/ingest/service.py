@@ -57,6 +57,7 @@ M_ACK_LAG = Histogram("wattrail_ingest_commit_to_ack_seconds", "commit to broker
 M_TREE = Gauge("wattrail_ingest_tlog_tree_size", "leaves in the last signed tree head")
 # Test-campaign hook: die right after the N-th commit, before acknowledging it (0 = never).
 _CRASH_AFTER_COMMIT = int(os.environ.get("WATTRAIL_INGEST_CRASH_AFTER_COMMIT", "0"))
+_CRASH_MID_BATCH = int(os.environ.get("WATTRAIL_INGEST_CRASH_MID_BATCH", "0"))
 # Errors that say "try the same thing again", not "this message is bad": two ingestors racing
 # on the same rows, or the server shedding load.
 RETRYABLE: tuple[type[psycopg.Error], ...] = (
@@ -165,6 +166,14 @@ class Ingestor:
         return batch
 
     def _store(self, items: list[Candidate | Quarantine]) -> BatchResult:
+        if self.stats.batches + 1 == _CRASH_MID_BATCH:
+            # fault injection for the campaign: die with the batch's rows written but not
+            # committed (the server rolls them back); nothing was acked, so all is redelivered
+            conn = self._db()
+            with conn.transaction():
+                store_batch(conn, items)
+                log.error("WATTRAIL_INGEST_CRASH_MID_BATCH: exiting inside the transaction")
+                os._exit(71)
         try:
             return store_batch(self._db(), items)
         except (psycopg.OperationalError, *RETRYABLE):

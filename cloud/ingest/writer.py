@@ -167,15 +167,18 @@ def _insert_envelopes(conn: psycopg.Connection[Any], rows: list[tuple[Candidate,
     if not rows:
         return set()
     out = conn.execute(
-        "INSERT INTO envelopes (agent_id, seq, raw, sha256, key_id, sent_at, received_at, verdict) "
-        "SELECT a, s, r, h, k, to_timestamp(st / 1000.0), to_timestamp(rt / 1000.0), v "
+        "INSERT INTO envelopes (agent_id, seq, raw, sha256, key_id, sent_at, received_at, verdict, "
+        "                       clock_status) "
+        "SELECT a, s, r, h, k, to_timestamp(st / 1000.0), to_timestamp(rt / 1000.0), v, cs "
         "FROM unnest(%s::text[], %s::int8[], %s::bytea[], %s::bytea[], %s::bytea[], "
-        "            %s::int8[], %s::int8[], %s::text[]) AS u(a, s, r, h, k, st, rt, v) "
+        "            %s::int8[], %s::int8[], %s::text[], %s::int2[]) "
+        "     AS u(a, s, r, h, k, st, rt, v, cs) "
         "ON CONFLICT (agent_id, seq) DO NOTHING RETURNING agent_id, seq",
         [[c.agent_id for c, _ in rows], [c.seq for c, _ in rows],
          [c.msg.payload for c, _ in rows], [c.envelope_hash for c, _ in rows],
          [c.payload.kid for c, _ in rows], [c.payload.sent_at_ms for c, _ in rows],
-         [c.msg.received_ms for c, _ in rows], [v for _, v in rows]]).fetchall()
+         [c.msg.received_ms for c, _ in rows], [v for _, v in rows],
+         [int(c.payload.clock) for c, _ in rows]]).fetchall()
     return {(a, s) for a, s in out}
 
 

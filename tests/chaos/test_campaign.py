@@ -16,6 +16,10 @@ from wattrail.chaos import (
     Services,
     scenario_agent_kill,
     scenario_broker_kill,
+    scenario_clock_jump,
+    scenario_db_crash,
+    scenario_disk_full,
+    scenario_ingestor_kill,
     scenario_outbox_full,
     scenario_partition,
     table,
@@ -70,3 +74,35 @@ def test_full_outbox_refuses_with_alarm_and_loses_nothing_signed(svc: Services,
     assert r.figures["alarms_on_events"] == SMALL.refused
     assert r.figures["signed_envelopes"] == SMALL.outbox_limit + 1  # incl. one after the drain
     assert r.figures["accepted_after_drain"] == 1
+
+
+def test_ingestors_dying_mid_batch_and_between_commit_and_ack(svc: Services, tmp_path: Path) -> None:
+    r = scenario_ingestor_kill(svc, SMALL, tmp_path)
+    assert_exact(r)
+    assert r.figures["sigkill"] == SMALL.ingestor_kills
+    # the injected deaths really happened at the moments they claim (exit codes 71 and 70)
+    assert r.figures["mid_batch"] >= 1 and r.figures["after_commit"] >= 1, r.figures
+
+
+def test_database_crash_keeps_every_acknowledged_reading(svc: Services, tmp_path: Path) -> None:
+    r = scenario_db_crash(svc, SMALL, tmp_path)
+    assert_exact(r)
+    assert r.figures["crashes_mid_stream"] >= 1
+    assert r.figures["acked_before_crash"] > 0, "nothing was acknowledged before the crash"
+    assert r.figures["acked_then_missing"] == 0
+
+
+def test_database_disk_full_stops_acks_and_recovers_by_itself(svc: Services, tmp_path: Path) -> None:
+    r = scenario_disk_full(svc, SMALL, tmp_path)
+    assert_exact(r)
+    assert r.figures["stored_while_full"] == 0, r.figures
+    assert r.figures["unacked_while_full"] > 0, "the disk never refused a write"
+    assert r.figures["ingestor_alive_while_full"] == 1
+
+
+def test_agent_clock_jumps_are_flagged_and_seq_order_holds(svc: Services, tmp_path: Path) -> None:
+    r = scenario_clock_jump(svc, SMALL, tmp_path)
+    assert_exact(r)
+    assert r.figures["jumps"] == 2 and r.figures["flagged_as_expected"] == 1, r.notes
+    assert r.figures["flagged_readings"] == 2 * SMALL.readings
+    assert r.figures["sent_at_backwards"] == 1  # the -1 h step, stored in seq order regardless

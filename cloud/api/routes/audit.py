@@ -21,6 +21,7 @@ from cloud.api.listing import keyset_page, one, rows
 from cloud.api.params import FormatParam, PageDep, Time, utc
 from cloud.api.problems import ProblemError, responses
 from cloud.api.tabular import CSV_RESPONSE, Page, page_or_csv
+from protocols.envelope import ClockStatus
 from security.key_certificate import KeyCertificateError, key_certificate
 
 router = APIRouter(prefix="/v1/audit", tags=["audit"])
@@ -232,6 +233,10 @@ class ChainStatus(BaseModel):
     gaps_truncated: bool
     verdicts: dict[str, int] = Field(description="stored envelopes by the verdict recorded at ingest")
     unlogged_envelopes: int = Field(description="stored but not yet in the transparency log")
+    clock_flagged: dict[str, int] = Field(
+        default_factory=dict,
+        description="envelopes the agent sealed with an untrusted clock (unsynced, jumped); their "
+                    "readings' timestamps are compared with care, their seq order still holds")
     conflicts: list[ConflictPublic]
     quarantined_by_reason: dict[str, int] = Field(
         description="distinct quarantined messages claiming this agent, by reason")
@@ -259,6 +264,8 @@ async def chain_status(agent_id: AgentId, conn: ConnDep, _t: AuditorToken,
                       "WHERE to_seq >= from_seq ORDER BY from_seq LIMIT %s", [agent_id, cap + 1])
     verdicts = await rows(conn, "SELECT verdict, count(*) AS n FROM envelopes WHERE agent_id = %s "
                           "GROUP BY verdict", [agent_id])
+    clock = await rows(conn, "SELECT clock_status, count(*) AS n FROM envelopes "
+                       "WHERE agent_id = %s AND clock_status <> 0 GROUP BY clock_status", [agent_id])
     quarantined = await rows(conn, "SELECT reason, count(*) AS n FROM quarantine WHERE agent_id = %s "
                              "GROUP BY reason", [agent_id])
     conflicts = await rows(conn, "SELECT seq, id AS quarantine_id, detail, count, last_seen FROM quarantine "
@@ -270,6 +277,7 @@ async def chain_status(agent_id: AgentId, conn: ConnDep, _t: AuditorToken,
         committed_upto=agent["committed_upto"], missing_envelopes=(hi - n) if hi is not None else 0,
         gaps=[SeqRange(**g) for g in gaps[:cap]], gaps_truncated=len(gaps) > cap,
         verdicts={r["verdict"]: int(r["n"]) for r in verdicts}, unlogged_envelopes=int(s["unlogged"]),
+        clock_flagged={ClockStatus(r["clock_status"]).name.lower(): int(r["n"]) for r in clock},
         conflicts=[ConflictPublic(**c) for c in conflicts],
         quarantined_by_reason={r["reason"]: int(r["n"]) for r in quarantined},
         last_received_at=s["last"])
