@@ -229,10 +229,13 @@ class Result:
     seconds: float = 0.0
     notes: list[str] = field(default_factory=list)
     figures: dict[str, float] = field(default_factory=dict)
+    expect_quarantine: int = 0  # bad messages the scenario sent on purpose
 
     @property
     def ok(self) -> bool:
-        return self.lost == 0 and self.duplicated == 0 and self.gaps == 0 and self.quarantined == 0
+        return (self.lost == 0 and self.duplicated == 0 and self.gaps == 0
+                and self.quarantined == self.expect_quarantine
+                and not any("MISMATCH" in n for n in self.notes))
 
 
 def check(dsn: str, signed: dict[str, list[bytes]], readings_per_env: int, r: Result) -> Result:
@@ -295,6 +298,9 @@ class Scale:
     db_crashes: int = 1  # immediate shutdowns of PostgreSQL during ingest
     disk_mb: int = 48  # the tablespace that fills up in disk-full
     clock_envelopes: int = 30  # per phase of clock-jump (before, after +1 h, after -1 h)
+    bad_valid_envelopes: int = 200  # bad-envelopes: agent A's valid chain ...
+    bad_readings: int = 10  # ... of this many readings per envelope ...
+    bad_messages: int = 200  # ... with this many bad messages mixed in
 
 
 SCALES = {
@@ -303,7 +309,8 @@ SCALES = {
                    ingestor_kills=4, db_crashes=1, disk_mb=48, clock_envelopes=30),
     "full": Scale(agents=4, envelopes=2_500, readings=100, broker_kills=20, agent_kills=50,
                   partition_backlog=2_500, outbox_limit=1_000, refused=50, agent_interval=0.005,
-                  ingestor_kills=20, db_crashes=5, disk_mb=64, clock_envelopes=500),
+                  ingestor_kills=20, db_crashes=5, disk_mb=64, clock_envelopes=500,
+                  bad_valid_envelopes=10_000, bad_readings=100, bad_messages=10_000),
 }
 
 
@@ -911,6 +918,13 @@ def scenario_clock_jump(svc: Services, scale: Scale, tmp: Path) -> Result:
     return check(dsn, {s.agent_id: signed}, scale.readings, r)
 
 
+def scenario_bad_envelopes(svc: Services, scale: Scale, tmp: Path) -> Result:
+    """Bad messages of nine kinds mixed into valid streams (wattrail/chaos_security.py)."""
+    from wattrail.chaos_security import scenario_bad_envelopes as run
+
+    return run(svc, scale, tmp)
+
+
 SCENARIOS: dict[str, Callable[..., Result]] = {
     "broker-kill": scenario_broker_kill,
     "agent-kill": scenario_agent_kill,
@@ -920,6 +934,7 @@ SCENARIOS: dict[str, Callable[..., Result]] = {
     "db-crash": scenario_db_crash,
     "disk-full": scenario_disk_full,
     "clock-jump": scenario_clock_jump,
+    "bad-envelopes": scenario_bad_envelopes,
 }
 
 

@@ -22,7 +22,7 @@ app = typer.Typer(help="Fault campaign against a private services instance (docs
 def run(
     scenario: Annotated[str | None, typer.Argument(
         help="broker-kill, agent-kill, partition, outbox-full, ingestor-kill, db-crash, "
-             "disk-full, clock-jump (default: all)")] = None,
+             "disk-full, clock-jump, bad-envelopes (default: all)")] = None,
     scale: Annotated[str, typer.Option(help="small (seconds) or full (minutes)")] = "small",
 ) -> None:
     """Run the campaign (or one scenario) and print the results table."""
