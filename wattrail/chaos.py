@@ -301,6 +301,7 @@ class Scale:
     bad_valid_envelopes: int = 200  # bad-envelopes: agent A's valid chain ...
     bad_readings: int = 10  # ... of this many readings per envelope ...
     bad_messages: int = 200  # ... with this many bad messages mixed in
+    partition_hold_s: float = 12.0  # paho notices a silent link after ~2 x keepalive (5 s)
 
 
 SCALES = {
@@ -309,6 +310,7 @@ SCALES = {
                    ingestor_kills=4, db_crashes=1, disk_mb=48, clock_envelopes=30),
     "full": Scale(agents=4, envelopes=2_500, readings=100, broker_kills=20, agent_kills=50,
                   partition_backlog=2_500, outbox_limit=1_000, refused=50, agent_interval=0.005,
+                  partition_hold_s=20.0,
                   ingestor_kills=20, db_crashes=5, disk_mb=64, clock_envelopes=500,
                   bad_valid_envelopes=10_000, bad_readings=100, bad_messages=10_000),
 }
@@ -507,7 +509,8 @@ def run_agent_proc(outbox: Path, agent_id: str, key_byte: int, envelopes: int, r
 
 
 def scenario_partition(svc: Services, scale: Scale, tmp: Path) -> Result:
-    """Agents reach the broker through a TCP proxy that is cut while they keep signing (a long
+    """Agents reach the broker through a TCP proxy that turns into a black hole (bytes stop,
+    nothing is closed: a severed link) while they keep signing (a long
     simulated outage: each envelope is one poll cycle), then healed: the backlog must drain,
     in seq order, much faster than real time."""
     from wattrail.netproxy import TcpProxy  # the cuttable proxy the tests use too
@@ -529,16 +532,23 @@ def scenario_partition(svc: Services, scale: Scale, tmp: Path) -> Result:
             pub.notify()
         if not drained(fleet.outboxes, 60):
             r.notes.append("live phase did not drain")
-        proxy.cut()
+        # a silent partition: packets vanish, nothing is closed; the agents learn it from
+        # their keepalive (5 s) and then fail to reconnect until the link is back
+        proxy.blackhole()
+        cut_at = time.monotonic()
         for s, ob in zip(sigs, fleet.outboxes, strict=True):
             for seq in range(live + 1, live + backlog + 1):
                 ob.append(seq, chains[s.agent_id][seq - 1], 0)
-        time.sleep(2.0)  # they notice, back off, fail to reconnect
+        time.sleep(max(0.0, scale.partition_hold_s - (time.monotonic() - cut_at)))
+        stored_during = _count(dsn, "envelopes") - live * scale.agents
+        reconnects_before = sum(p.stats.connects for p in fleet.publishers)
         healed = time.monotonic()
         proxy.restore()
         if not drained(fleet.outboxes, 120 + backlog * scale.agents / 20):
             r.notes.append("backlog did not drain")
         drain_s = time.monotonic() - healed
+        reconnects = sum(p.stats.connects for p in fleet.publishers) - reconnects_before
+        attempts = sum(p.stats.connect_attempts for p in fleet.publishers)
     finally:
         fleet.stop()
         ing.terminate()
@@ -552,14 +562,24 @@ def scenario_partition(svc: Services, scale: Scale, tmp: Path) -> Result:
             "(PARTITION BY agent_id ORDER BY seq) AS back FROM envelopes) x WHERE back"
         ).fetchone()
     r.figures = {"backlog_envelopes": n_back, "drain_s": round(drain_s, 2),
+                 "stored_during_partition": stored_during, "reconnects_after_heal": reconnects,
+                 "connect_attempts": attempts,
                  "envelopes_per_s": round(n_back / drain_s, 1),
                  "readings_per_s": round(n_back * scale.readings / drain_s, 1),
                  "x_real_time": round(n_back / scale.agents * POLL_INTERVAL_S / drain_s, 1),
                  "out_of_order": int(out_of_order[0]) if out_of_order else -1}
     r.notes.append(f"backlog {n_back} env drained in {drain_s:.1f} s "
                    f"({r.figures['x_real_time']}x real time at 15 s polls), "
-                   f"{r.figures['out_of_order']} stored out of seq order")
+                   f"{r.figures['out_of_order']} stored out of seq order; {stored_during} stored "
+                   f"during the {scale.partition_hold_s:.0f} s black hole, {reconnects} reconnects "
+                   "after healing (the agents had declared the silent link dead)")
     return check(dsn, chains, scale.readings, r)
+
+
+def _count(dsn: str, table_name: str) -> int:
+    with psycopg.connect(dsn) as c:
+        row = c.execute(f"SELECT count(*) FROM {table_name}").fetchone()
+    return int(row[0]) if row else 0
 
 
 def scenario_outbox_full(svc: Services, scale: Scale, tmp: Path) -> Result:

@@ -1,5 +1,9 @@
 """A TCP proxy that tests can cut and restore, to make real outages (after psycopg's
-tests/fix_proxy.py). Bytes pass through untouched, so TLS works end to end."""
+tests/fix_proxy.py). Bytes pass through untouched, so TLS works end to end.
+
+Two kinds of outage: `cut()` closes every connection at once (a broker restart, a refused
+port), `blackhole()` stops moving bytes without closing anything (a severed link or a firewall
+dropping packets: no FIN, no RST, the peers only notice by their own timeouts)."""
 
 from __future__ import annotations
 
@@ -7,6 +11,7 @@ import contextlib
 import select
 import socket
 import threading
+import time
 
 
 class TcpProxy:
@@ -21,6 +26,7 @@ class TcpProxy:
         self._up = threading.Event()
         self._up.set()
         self._closing = threading.Event()
+        self._frozen = threading.Event()  # blackhole: hold everything, forward nothing
         self._conns: list[socket.socket] = []
         self._lock = threading.Lock()
         self._thread = threading.Thread(target=self._accept_loop, daemon=True)
@@ -28,6 +34,9 @@ class TcpProxy:
 
     def _accept_loop(self) -> None:
         while not self._closing.is_set():
+            if self._frozen.is_set():  # new connections hang in the backlog, unanswered
+                time.sleep(0.05)
+                continue
             try:
                 client, _ = self._listener.accept()
             except TimeoutError:
@@ -49,7 +58,12 @@ class TcpProxy:
     def _pipe(self, a: socket.socket, b: socket.socket) -> None:
         try:
             while self._up.is_set():
+                if self._frozen.is_set():  # bytes pile up in the kernel buffers, as on a dead link
+                    time.sleep(0.05)
+                    continue
                 ready, _, _ = select.select([a, b], [], [], 0.1)
+                if self._frozen.is_set():
+                    continue
                 for src in ready:
                     data = src.recv(65536)
                     if not data:
@@ -71,7 +85,14 @@ class TcpProxy:
                     s.shutdown(socket.SHUT_RDWR)
             self._conns.clear()
 
+    def blackhole(self) -> None:
+        """Stop forwarding without closing: established connections stall, new ones hang."""
+        self._frozen.set()
+        time.sleep(0.15)  # a pipe inside its 0.1 s select forwards that last chunk, not later ones
+
     def restore(self) -> None:
+        """End a cut or a blackhole; stalled connections resume where they stopped."""
+        self._frozen.clear()
         self._up.set()
 
     def close(self) -> None:

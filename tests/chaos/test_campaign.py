@@ -63,6 +63,9 @@ def test_partition_backlog_drains_in_order_faster_than_real_time(svc: Services,
     r = scenario_partition(svc, SMALL, tmp_path)
     assert_exact(r)
     assert r.figures["out_of_order"] == 0
+    assert r.figures["stored_during_partition"] == 0, "the black hole let traffic through"
+    # the agents noticed the silent link by their keepalive and connected again after healing
+    assert r.figures["reconnects_after_heal"] >= SMALL.agents, r.figures
     assert r.figures["x_real_time"] >= 10, r.figures
 
 
