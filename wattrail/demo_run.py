@@ -27,6 +27,10 @@ if TYPE_CHECKING:
     from firmware_sim.simulation import Simulation
 
 
+_CATEGORY = {"physical": "physical tampers", "tamper": "register/CT tampers",
+             "fdi": "consumption-pattern attacks (h1-h6)"}
+
+
 class DemoRun:
     def __init__(self, opt: DemoOptions, svc: dict[str, Any], state_dir: Path, dsn: str,
                  console: Console) -> None:
@@ -318,8 +322,10 @@ class DemoRun:
                                    "analysis_outages WHERE run_id = %s ORDER BY started_at",
                                    [run]).fetchall()
         truth = json.loads((self.work / "truth.json").read_text())
-        thieves = {e["meter_id"]: e["type"] for e in truth["events"]
-                   if e.get("is_theft") and e["start_ms"] < end.timestamp() * 1000}
+        active = [e for e in truth["events"]
+                  if e.get("is_theft") and e["start_ms"] < end.timestamp() * 1000]
+        thieves = {e["meter_id"]: e["type"] for e in active}
+        category = {e["meter_id"]: e["category"] for e in active}
         t = Table(title=f"loss per transformer (run {run}, {res.seconds['total']:.1f} s: fetch "
                         f"{res.seconds['fetch']:.1f}, kernels {res.seconds['kernels']:.1f}, "
                         f"write {res.seconds['write']:.1f})")
@@ -341,6 +347,14 @@ class DemoRun:
             t.add_row(str(r), m, tx, f"{score:.2f}", "-" if kwh is None else f"{kwh:,.1f}",
                       why or "-", thieves.get(m, "honest"))
         self.console.print(t)
+        # what the evaluation (docs/analytics.md) predicts: the physical and tamper kinds are
+        # found from their first hours; the consumption-pattern attacks (h1-h6) need days
+        found = {cat: (sum(1 for m in top if category.get(m) == cat),
+                       sum(1 for c in category.values() if c == cat))
+                 for cat in sorted(set(category.values()))}
+        self.console.print("true thieves among the top suspects, by kind: " + ", ".join(
+            f"{_CATEGORY.get(cat, cat)} {h}/{n}" for cat, (h, n) in found.items())
+            + " (docs/analytics.md, offline evaluation: P@k 0.45 at 2 simulated days, 0.79 at 7)")
         injected = self.work / "outage.json"
         if injected.exists():
             o = json.loads(injected.read_text())
