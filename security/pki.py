@@ -7,6 +7,9 @@ Directory layout (everything the CA needs is in one folder; private keys are 060
     revoked.json                    {serial-hex: revoked-at ms}, the CRL's source
     agents/<agent-id>/tls.key|crt   mTLS client identity: P-256, CN = agent id, clientAuth
     agents/<agent-id>/signing.key|crt   Ed25519 envelope key; its "key certificate"
+    servers/<name>/tls.key|crt      a TLS server (the broker): serverAuth, SubjectAltName
+    services/<name>/tls.key|crt     a cloud service's TLS client identity (wattrail-ingestor)
+    log.key  log.pub                the transparency log's Ed25519 key (init_log_key)
 
 The key certificate is an X.509 certificate over the Ed25519 public key: CN = agent id,
 SubjectKeyIdentifier = the key id (SHA-256(raw key)[:16]), validity = the key's window, an
@@ -18,7 +21,10 @@ OIDs, X.667), which needs no registration. This module does file IO; nothing her
 from __future__ import annotations
 
 import datetime as dt
+import ipaddress
 import json
+import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,7 +35,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.asymmetric.types import CertificatePublicKeyTypes
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from security.agent_id import validate_agent_id
+from security.agent_id import RESERVED_PREFIX, validate_agent_id
 from security.key_certificate import OID_ENVELOPE_SIGNING, OID_FROM_SEQ, der_uint, key_certificate
 from security.keyring import KeyCertificate
 from security.keys import key_id, save_private_key, write_private_file
@@ -221,3 +227,100 @@ def _revoked(directory: Path) -> dict[str, int]:
 
 def _cn(cert: x509.Certificate) -> str:
     return str(cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)[0].value)
+
+
+# -- TLS identities of the infrastructure: the broker (server) and cloud services (clients) ---
+#
+#   servers/<name>/tls.key|crt      serverAuth, SubjectAltName = the names clients dial
+#   services/<name>/tls.key|crt     clientAuth, CN = a reserved `wattrail-` name (the ACL's user)
+#
+# One CA for agents, broker and services, so the broker trusts exactly what this CA issues and
+# `revoke(directory, name)` (by CN) and the CRL cover every one of them.
+
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")  # a CN that is also a folder name
+
+
+@dataclass(frozen=True, slots=True)
+class TlsCredentials:
+    name: str
+    key: Path
+    cert: Path
+    ca_cert: Path
+
+
+def _check_name(name: str, what: str) -> str:
+    if not _NAME.match(name):
+        raise PkiError(f"{what} name {name!r} must be 1-64 of A-Z a-z 0-9 . _ - "
+                       "(starting with a letter or digit)")
+    return name
+
+
+def _issue_tls(directory: Path, folder: str, name: str, days: int, now: dt.datetime | None,
+               eku: x509.ObjectIdentifier, san: list[x509.GeneralName]) -> TlsCredentials:
+    directory = Path(directory)
+    ca_key, ca_cert = _load_ca(directory)
+    out = directory / folder / name
+    out.mkdir(parents=True, exist_ok=True)
+    key = ec.generate_private_key(ec.SECP256R1())
+    builder = (
+        _builder(name, ca_cert.subject, key.public_key(), _now(now), days)
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(x509.KeyUsage(digital_signature=True, **_no_usage()), critical=True)
+        .add_extension(x509.ExtendedKeyUsage([eku]), critical=False)
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
+        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()),
+                       critical=False)
+    )
+    if san:
+        builder = builder.add_extension(x509.SubjectAlternativeName(san), critical=False)
+    cert = builder.sign(ca_key, hashes.SHA256())
+    write_private_file(out / "tls.key", key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
+    pem = cert.public_bytes(serialization.Encoding.PEM)
+    (out / "tls.crt").write_bytes(pem)
+    (directory / "certs" / f"{cert.serial_number:x}.pem").write_bytes(pem)
+    return TlsCredentials(name, out / "tls.key", out / "tls.crt", directory / "ca.crt")
+
+
+def issue_server(directory: Path, name: str, *, dns_names: Sequence[str] = (),
+                 ip_addresses: Sequence[str] = (), days: int = 825,
+                 now: dt.datetime | None = None) -> TlsCredentials:
+    """Issue (or re-issue) a TLS server certificate, e.g. the broker's: CN = `name`, serverAuth,
+    SubjectAltName = `dns_names` + `ip_addresses` (clients check the name they dial against
+    these; with neither given, `name` itself). Written to servers/<name>/tls.key|crt."""
+    _check_name(name, "server")
+    try:
+        ips = [ipaddress.ip_address(a) for a in ip_addresses]
+    except ValueError as exc:
+        raise PkiError(f"not an IP address: {exc}") from exc
+    dns = list(dns_names) or ([] if ips else [name])
+    san: list[x509.GeneralName] = [x509.DNSName(d) for d in dns]
+    san += [x509.IPAddress(ip) for ip in ips]
+    return _issue_tls(directory, "servers", name, days, now, ExtendedKeyUsageOID.SERVER_AUTH, san)
+
+
+def issue_service(directory: Path, name: str, *, days: int = 365,
+                  now: dt.datetime | None = None) -> TlsCredentials:
+    """Issue (or re-issue) a cloud service's TLS client certificate, e.g. `wattrail-ingestor`
+    for the broker's ACL. The name must carry the `wattrail-` prefix agent ids may not, so a
+    service identity can never pass for an agent. Written to services/<name>/tls.key|crt."""
+    _check_name(name, "service")
+    if not name.casefold().startswith(RESERVED_PREFIX):
+        raise PkiError(f"service name {name!r} must start with {RESERVED_PREFIX!r} "
+                       "(the prefix agent ids may not use)")
+    return _issue_tls(directory, "services", name, days, now, ExtendedKeyUsageOID.CLIENT_AUTH, [])
+
+
+def init_log_key(directory: Path) -> tuple[Path, bytes]:
+    """Create the transparency log's Ed25519 key (log.key 0600) and log.pub; refuses to replace
+    an existing key. Returns (log.key path, key id)."""
+    directory = Path(directory)
+    path = directory / "log.key"
+    if path.exists():
+        raise PkiError("a log key exists; a log key is never replaced silently", path=path)
+    directory.mkdir(parents=True, exist_ok=True)
+    key = Ed25519PrivateKey.generate()
+    save_private_key(key, path)
+    (directory / "log.pub").write_bytes(key.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo))
+    return path, key_id(key)

@@ -12,6 +12,7 @@ from wattrail import __version__
 from wattrail.audit_cmd import app as audit_app
 from wattrail.chaos_cmd import mount as mount_chaos
 from wattrail.demo_cmd import demo
+from wattrail.deploy_cmd import app as deploy_app
 from wattrail.edge_cmd import app as edge_app
 from wattrail.ingest_cmd import agents_app, ingest
 from wattrail.meter_cmd import app as meter_app
@@ -37,6 +38,7 @@ mount_api(app)  # api, token create|list|revoke
 mount_analytics(app)  # analyze, evaluate
 app.command()(demo)
 app.add_typer(audit_app, name="audit")
+app.add_typer(deploy_app, name="deploy")  # deploy init: the compose stack's bootstrap
 mount_chaos(app)  # chaos run [SCENARIO] [--scale small|full]
 
 

@@ -1,4 +1,5 @@
-"""`wattrail pki ...`: the device CA, agent identities and revocation (security/pki.py)."""
+"""`wattrail pki ...`: the device CA, agent, broker and service identities, revocation
+(security/pki.py)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,8 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-app = typer.Typer(help="Device PKI: the Wattrail CA, agent identities, revocation.",
+app = typer.Typer(help="Device PKI: the Wattrail CA, agent, broker and service identities, "
+                  "revocation.",
                   no_args_is_help=True)
 DirOpt = Annotated[Path, typer.Option("--dir", help="the CA folder", envvar="WATTRAIL_PKI_DIR")]
 
@@ -80,20 +82,58 @@ def revoke(
                f"{directory / 'crl.pem'}")
 
 
+@app.command("issue-server")
+def issue_server_cmd(
+    name: Annotated[str, typer.Argument(help="the server's name: certificate CN and folder")],
+    directory: DirOpt = Path("pki"),
+    dns: Annotated[list[str] | None, typer.Option(
+        "--dns", help="a DNS name clients dial (repeatable); default: NAME")] = None,
+    ip: Annotated[list[str] | None, typer.Option(
+        "--ip", help="an IP address clients dial (repeatable)")] = None,
+    days: Annotated[int, typer.Option(help="validity in days")] = 825,
+) -> None:
+    """Issue a TLS server certificate (serverAuth, SubjectAltName), e.g. the broker's:
+    servers/NAME/tls.key (0600) and tls.crt. Re-running issues a new one."""
+    from security.pki import PkiError, issue_server
+
+    try:
+        creds = issue_server(directory, name, dns_names=dns or (), ip_addresses=ip or (), days=days)
+    except PkiError as exc:
+        raise _fail(exc) from exc
+    typer.echo(f"server {name}: {', '.join([*(dns or ()), *(ip or ())]) or name}")
+    for label, path in (("TLS key", creds.key), ("TLS certificate", creds.cert), ("CA", creds.ca_cert)):
+        typer.echo(f"  {label:20} {path}")
+
+
+@app.command("issue-service")
+def issue_service_cmd(
+    name: Annotated[str, typer.Argument(
+        help="the service's CN, starting wattrail- (e.g. wattrail-ingestor, as the broker ACL names)")],
+    directory: DirOpt = Path("pki"),
+    days: Annotated[int, typer.Option(help="validity in days")] = 365,
+) -> None:
+    """Issue a cloud service's TLS client certificate (clientAuth, CN = NAME):
+    services/NAME/tls.key (0600) and tls.crt. Re-running issues a new one."""
+    from security.pki import PkiError, issue_service
+
+    try:
+        creds = issue_service(directory, name, days=days)
+    except PkiError as exc:
+        raise _fail(exc) from exc
+    typer.echo(f"service {name}")
+    for label, path in (("TLS key", creds.key), ("TLS certificate", creds.cert), ("CA", creds.ca_cert)):
+        typer.echo(f"  {label:20} {path}")
+
+
 @app.command("init-log-key")
 def init_log_key(directory: DirOpt = Path("pki")) -> None:
     """Create the transparency log's Ed25519 signing key (log.key 0600) and its public key
     (log.pub, for auditors). Refuses to overwrite an existing key."""
-    from cryptography.hazmat.primitives import serialization
+    from security.pki import PkiError
+    from security.pki import init_log_key as do_init
 
-    from security.keys import generate_key, key_id, save_private_key
-
-    path = directory / "log.key"
-    if path.exists():
-        raise _fail(FileExistsError(f"{path} exists; a log key is never replaced silently"))
-    directory.mkdir(parents=True, exist_ok=True)
-    key = generate_key()
-    save_private_key(key, path)
-    (directory / "log.pub").write_bytes(key.public_key().public_bytes(
-        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo))
-    typer.echo(f"log key {key_id(key).hex()}: {path} (public: {directory / 'log.pub'})")
+    try:
+        path, kid = do_init(directory)
+    except PkiError as exc:
+        raise _fail(exc) from exc
+    typer.echo(f"log key {kid.hex()}: {path} (public: {directory / 'log.pub'})")
