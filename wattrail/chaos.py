@@ -13,6 +13,7 @@ Used by `wattrail chaos run` (wattrail/chaos_cmd.py), tests/chaos/ and tests/sec
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import json
 import os
@@ -164,9 +165,11 @@ class Services:
         args = ["restart-db", "--down-for", f"{down_for:.2f}"]
         self._svc(*args, *(["--immediate"] if immediate else []))
 
-    def small_disk(self, size_mb: int) -> str:
-        """Mount a tmpfs of `size_mb` the server can use for a tablespace; its server path."""
-        return str(json.loads(self._svc("small-disk", "--size-mb", str(size_mb)))["server_path"])
+    def small_disk(self, size_mb: int) -> tuple[str, Path]:
+        """Mount a tmpfs of `size_mb` the server can use for a tablespace: (its path as the
+        server sees it, its path here)."""
+        d = json.loads(self._svc("small-disk", "--size-mb", str(size_mb)))
+        return str(d["server_path"]), Path(d["host_path"])
 
     def mkdir_for_postgres(self, server_path: str) -> None:
         """Create an empty folder owned by postgres at `server_path` (a tablespace location)."""
@@ -311,7 +314,7 @@ SCALES = {
     "full": Scale(agents=4, envelopes=2_500, readings=100, broker_kills=20, agent_kills=50,
                   partition_backlog=2_500, outbox_limit=1_000, refused=50, agent_interval=0.005,
                   partition_hold_s=20.0,
-                  ingestor_kills=20, db_crashes=5, disk_mb=64, clock_envelopes=500,
+                  ingestor_kills=20, db_crashes=5, disk_mb=1024, clock_envelopes=500,
                   bad_valid_envelopes=10_000, bad_readings=100, bad_messages=10_000),
 }
 
@@ -775,13 +778,13 @@ def scenario_db_crash(svc: Services, scale: Scale, tmp: Path, seed: int = 4) -> 
 
 
 def scenario_disk_full(svc: Services, scale: Scale, tmp: Path) -> Result:
-    """The database's disk fills up mid-stream (its tablespace is a small tmpfs, filled by another
-    table until PostgreSQL says 'could not extend file'): the ingestor must stop acknowledging,
-    keep running, and resume by itself once space is freed, losing nothing."""
+    """The database's disk fills up mid-stream (its tablespace is a small tmpfs, filled by a
+    runaway file until PostgreSQL says 'could not extend file'): the ingestor must stop
+    acknowledging, keep running, and resume by itself once space is freed, losing nothing."""
     r = Result("disk-full")
     sigs = signers("df", scale.agents, scale.readings, first_key=170)
     dsn = svc.new_db([cert_for(s.key, s.agent_id) for s in sigs])
-    disk = svc.small_disk(scale.disk_mb)
+    disk, disk_here = svc.small_disk(scale.disk_mb)
     n = scale.envelopes
     third = n // 3
     chains = {s.agent_id: s.chain(n) for s in sigs}
@@ -814,15 +817,14 @@ def scenario_disk_full(svc: Services, scale: Scale, tmp: Path) -> Result:
         feed(1, third)
         if not drained(fleet.outboxes, 60):
             r.notes.append("first phase did not drain")
-        filled_mb = fill_tablespace(dsn, space)
+        filled_mb = fill_disk(disk_here / "filler")
         before = stored()
         feed(third + 1, 2 * third)
         time.sleep(4.0)
         depth_while_full = sum(ob.depth for ob in fleet.outboxes)
         stored_while_full = stored() - before
         alive = ing.poll() is None
-        with psycopg.connect(dsn, autocommit=True) as c:
-            c.execute("DROP TABLE wattrail_filler")  # frees the space at commit (truncation)
+        (disk_here / "filler").unlink()  # a runaway log file, deleted by the operator
         freed = time.monotonic()
         feed(2 * third + 1, n)
         ok = drained(fleet.outboxes, 120 + n * scale.agents / 50)
@@ -838,27 +840,27 @@ def scenario_disk_full(svc: Services, scale: Scale, tmp: Path) -> Result:
     r.figures = {"filled_mb": filled_mb, "unacked_while_full": depth_while_full,
                  "stored_while_full": stored_while_full, "ingestor_alive_while_full": int(alive),
                  "recovered_in_s": round(recover_s, 1)}
-    r.notes.append(f"tablespace on a {scale.disk_mb} MiB tmpfs filled to {filled_mb:.0f} MiB; while "
+    r.notes.append(f"tablespace on a {scale.disk_mb} MiB tmpfs, filled by another file "
+                   f"({filled_mb:.0f} MiB); while "
                    f"full {depth_while_full} envelopes stayed unacknowledged in the outboxes, "
                    f"{stored_while_full} were stored, ingestor alive: {alive}; drained "
                    f"{recover_s:.1f} s after the space was freed")
     return check(dsn, chains, scale.readings, r)
 
 
-def fill_tablespace(dsn: str, space: str) -> float:
-    """Fill `space` with a table until PostgreSQL reports the disk full; the tablespace's MiB."""
-    with psycopg.connect(dsn, autocommit=True) as c:
-        c.execute(f"CREATE TABLE wattrail_filler (b bytea) TABLESPACE {space}")
-        c.execute("ALTER TABLE wattrail_filler ALTER COLUMN b SET STORAGE PLAIN")
-        for _ in range(10_000):
-            try:
-                # 512 KB per statement of incompressible rows (256 x 2 KB of md5 bytes)
-                c.execute("INSERT INTO wattrail_filler SELECT decode(string_agg(md5(random()::text), ''), "
-                          "'hex') FROM generate_series(1, 128) g, generate_series(1, 256) r GROUP BY r")
-            except psycopg.errors.DiskFull:
-                row = c.execute("SELECT pg_tablespace_size(%s)", [space]).fetchone()
-                return float(row[0]) / 2**20 if row else 0.0
-    raise RuntimeError("the small disk never filled up")
+def fill_disk(path: Path) -> float:
+    """Write `path` until its file system is full; MiB written."""
+    chunk = os.urandom(1 << 20)
+    written = 0
+    with open(path, "wb") as fh:
+        try:
+            while True:
+                written += fh.write(chunk)
+                fh.flush()
+        except OSError as exc:
+            if exc.errno != errno.ENOSPC:
+                raise
+    return written / 2**20
 
 
 def scenario_clock_jump(svc: Services, scale: Scale, tmp: Path) -> Result:
