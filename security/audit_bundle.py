@@ -10,9 +10,19 @@ What is checked, and the finding kinds it yields (an empty list means the bundle
   seq listed twice, or a missing seq the bundle does not declare in `chain_gaps`;
 - `tree_head`: a head whose signature does not verify with the log key;
 - `inclusion`: an envelope's inclusion proof that does not lead to the signed root;
-- `consistency`: an earlier head not consistent with the latest one.
+- `consistency`: an earlier head not consistent with the latest one; with a pinned head (the
+  auditor's own copy of a head published earlier, `pinned_head`): the latest head is not an
+  append-only extension of it (a rolled-back log, or no proof to show it);
+- `envelope`: a stored column (sent-at, key id) that disagrees with what the envelope signed;
+- `log`: a leaf the log holds for this agent whose envelope is not in the store (deleted, or
+  moved to another seq or agent), a leaf whose hash or index is not the stored envelope's, or
+  a log the export could not build proofs from;
+- `reading`: a stored readings row that differs from the value its envelope signed, names an
+  envelope that did not sign it (or one that is not stored), or a signed reading that is not
+  stored at all (unless it is older than the oldest readings chunk: retention, noted).
 Declared gaps are reported as `gap` notes: they are the platform admitting a loss, not a
-forgery, and the auditor should see them.
+forgery, and the auditor should see them. So are signed readings stored once from another
+source with the same values (`reading` notes).
 """
 
 from __future__ import annotations
@@ -26,8 +36,9 @@ from typing import Any
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from protocols.envelope import decode_payload, decode_sign1
+from protocols.envelope import Payload, decode_payload, decode_sign1
 from protocols.envelope_errors import EnvelopeError
+from protocols.reading import MEASURED_FIELDS, Reading
 from security.chain import ChainState
 from security.key_certificate import KeyCertificateError, key_certificate
 from security.keyring import Keyring, KeyringError
@@ -60,8 +71,14 @@ class AuditReport:
         return not self.findings
 
 
+_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+
+
 def _ms(iso: str | None) -> int | None:
-    return None if iso is None else int(dt.datetime.fromisoformat(iso).timestamp() * 1000)
+    # exact integer arithmetic: a float timestamp * 1000 can land 1 ms short
+    if iso is None:
+        return None
+    return (dt.datetime.fromisoformat(iso) - _EPOCH) // dt.timedelta(milliseconds=1)
 
 
 def _head(h: dict[str, Any]) -> SignedTreeHead:
@@ -85,7 +102,10 @@ def _keyring(bundle: dict[str, Any], ca: x509.Certificate, rep: AuditReport) -> 
 
 
 def verify_bundle(bundle: dict[str, Any], ca: x509.Certificate,
-                  log_key: Ed25519PublicKey | None) -> AuditReport:
+                  log_key: Ed25519PublicKey | None,
+                  pinned_head: dict[str, Any] | None = None) -> AuditReport:
+    """`pinned_head`: a signed tree head the auditor saved when it was published (the JSON of
+    GET /v1/audit/log/tree-head); the bundle's latest head must then extend it."""
     rep = AuditReport(agent_id=str(bundle.get("agent_id", "")))
     if bundle.get("format") != FORMAT or bundle.get("version") != 1:
         rep.findings.append(Finding("format", f"not a {FORMAT} v1 bundle"))
@@ -106,8 +126,14 @@ def verify_bundle(bundle: dict[str, Any], ca: x509.Certificate,
         if log_key is None or not verify_tree_head(sth, log_key):
             rep.findings.append(Finding("tree_head", f"head of size {sth.head.tree_size}: "
                                         "signature does not verify with the log key"))
+    if pinned_head is not None:
+        _check_pinned(bundle, _head(pinned_head), sth, log_key, rep)
+    for problem in bundle.get("log_problems", []):
+        rep.findings.append(Finding("log", f"the export could not use the log: {problem}"))
     prev_seq: int | None = int(pred["seq"]) if pred else None
     seen: set[int] = set()
+    signed: dict[int, Payload] = {}
+    raws: dict[int, bytes] = {}
     for e in bundle.get("envelopes", []):
         seq = int(e["seq"])
         rep.envelopes += 1
@@ -125,8 +151,16 @@ def verify_bundle(bundle: dict[str, Any], ca: x509.Certificate,
                 rep.findings.append(Finding(
                     "chain", f"seqs {min(missing)}..{max(missing)} missing and not declared", seq))
         prev_seq = seq if prev_seq is None else max(prev_seq, seq)
-        _check_envelope(raw, seq, ring, chain, rep)
+        payload = _check_envelope(raw, seq, ring, chain, rep)
+        raws[seq] = raw
+        if payload is not None:
+            signed[seq] = payload
+            _check_columns(e, payload, seq, rep)
         proof = e.get("inclusion_proof")
+        if proof is None and sth is not None and e.get("log_index") is not None \
+                and int(e["log_index"]) < sth.head.tree_size:
+            rep.findings.append(Finding("inclusion", f"logged at index {e['log_index']} under "
+                                        "the signed head, but the bundle holds no proof", seq))
         if proof is not None and sth is not None:
             rep.proofs_checked += 1
             idx = e.get("log_index")
@@ -146,22 +180,150 @@ def verify_bundle(bundle: dict[str, Any], ca: x509.Certificate,
                 [bytes.fromhex(p) for p in item.get("consistency_to_latest", [])]):
             rep.findings.append(Finding("consistency", f"head of size {old.head.tree_size} is "
                                         "not consistent with the latest head"))
+    if "log_leaves" in bundle:  # older exports lack these two; the CLI says so
+        _check_log_leaves(bundle, raws, rep)
+    if "readings" in bundle:
+        _check_readings(bundle, signed, set(raws), rep)
     return rep
 
 
-def _check_envelope(raw: bytes, seq: int, ring: Keyring, chain: ChainState,
+def _check_pinned(bundle: dict[str, Any], pinned: SignedTreeHead, latest: SignedTreeHead | None,
+                  log_key: Ed25519PublicKey | None, rep: AuditReport) -> None:
+    """The auditor's own copy of an earlier head: the log must only have grown since."""
+    p = pinned.head
+    rep.heads_checked += 1
+    if log_key is None or not verify_tree_head(pinned, log_key):
+        rep.findings.append(Finding("tree_head", f"the pinned head of size {p.tree_size} does "
+                                    "not verify with the log key"))
+        return
+    if latest is None:
+        rep.findings.append(Finding("consistency", f"the bundle has no tree head to compare "
+                                    f"with the pinned head of size {p.tree_size}"))
+        return
+    n = latest.head
+    if n.tree_size < p.tree_size:
+        rep.findings.append(Finding("consistency", f"the log's latest head has {n.tree_size} "
+                                    f"leaves, fewer than the pinned head's {p.tree_size}: it was "
+                                    "rolled back or its heads deleted"))
+        return
+    if n.tree_size == p.tree_size:
+        if n.root_hash != p.root_hash:
+            rep.findings.append(Finding("consistency", f"the latest head has the pinned size "
+                                        f"{p.tree_size} but another root"))
+        return
+    proofs = [k for k in bundle.get("known_heads", []) if int(k["tree_size"]) == p.tree_size]
+    if not proofs:
+        rep.findings.append(Finding("consistency", f"no consistency proof from the pinned head "
+                                    f"(size {p.tree_size}): export with known_tree_size="
+                                    f"{p.tree_size}"))
+    elif not verify_consistency(p.tree_size, n.tree_size, p.root_hash, n.root_hash,
+                                [bytes.fromhex(x) for x in proofs[0]["consistency_to_latest"]]):
+        rep.findings.append(Finding("consistency", f"the latest head (size {n.tree_size}) does "
+                                    f"not extend the pinned head (size {p.tree_size})"))
+
+
+def _check_columns(e: dict[str, Any], payload: Payload, seq: int, rep: AuditReport) -> None:
+    """The stored columns beside the bytes must say what the bytes say."""
+    if "sent_at" in e and _ms(e["sent_at"]) != payload.sent_at_ms:
+        rep.findings.append(Finding("envelope", f"stored sent-at {e['sent_at']} is not the "
+                                    f"signed one ({payload.sent_at_ms} ms)", seq))
+    if "key_id" in e and e["key_id"] != payload.kid.hex():
+        rep.findings.append(Finding("envelope", f"stored key id {e['key_id']} is not the signed "
+                                    f"{payload.kid.hex()}", seq))
+
+
+def _check_log_leaves(bundle: dict[str, Any], raws: dict[int, bytes], rep: AuditReport) -> None:
+    leaves = {int(x["seq"]): (int(x["idx"]), str(x["leaf_hash"])) for x in bundle["log_leaves"]}
+    index = {int(e["seq"]): e.get("log_index") for e in bundle.get("envelopes", [])}
+    for seq, (idx, lh) in sorted(leaves.items()):
+        if seq not in raws:
+            rep.findings.append(Finding("log", f"the log holds this seq at index {idx}, but its "
+                                        "envelope is not in the store (deleted or moved)", seq))
+            continue
+        if leaf_hash(raws[seq]).hex() != lh:
+            rep.findings.append(Finding("log", f"leaf {idx} is not the hash of the stored "
+                                        "envelope", seq))
+        if index[seq] is not None and int(index[seq]) != idx:
+            rep.findings.append(Finding("log", f"stored log index {index[seq]} but the log "
+                                        f"holds it at {idx}", seq))
+    for seq, idx in sorted(index.items()):
+        if idx is not None and seq not in leaves:
+            rep.findings.append(Finding("log", f"stored as logged at index {idx}, but the log "
+                                        "holds no leaf for it", seq))
+
+
+_VALUES = (*MEASURED_FIELDS, "status", "quality")
+
+
+def _values(r: Reading) -> dict[str, Any]:
+    return {f: (int(getattr(r, f)) if f in ("status", "quality") else getattr(r, f))
+            for f in _VALUES}
+
+
+def _source(row: dict[str, Any]) -> str:
+    if row.get("provenance") == "signed":
+        return f"agent {row.get('agent_id')} seq {row.get('seq')}"
+    return f"import batch {row.get('import_batch')}"
+
+
+def _check_readings(bundle: dict[str, Any], signed: dict[int, Payload], stored: set[int],
                     rep: AuditReport) -> None:
+    """Every stored row that names one of this agent's envelopes must be a reading that
+    envelope signed, with the signed values; every signed reading must be stored."""
+    agent = rep.agent_id
+    at = {(str(r["meter_id"]), int(r["ts_ms"])): r for r in bundle["readings"]}
+    held_from = bundle.get("readings_held_from_ms")
+    for seq, payload in sorted(signed.items()):
+        for r in payload.readings:
+            row, where = at.get((r.meter_id, r.ts_ms)), f"meter {r.meter_id} at {r.ts_ms} ms"
+            if row is None:
+                if held_from is not None and r.ts_ms < int(held_from):
+                    rep.notes.append(Finding("reading", f"{where}: older than the oldest "
+                                             "readings chunk (retention)", seq))
+                else:
+                    rep.findings.append(Finding("reading", f"{where}: signed but not stored",
+                                                seq))
+                continue
+            diff = [f for f, v in _values(r).items() if row.get(f) != v]
+            mine = (row.get("provenance") == "signed" and row.get("agent_id") == agent
+                    and row.get("seq") == seq)
+            if diff:
+                shown = ", ".join(f"{f} signed {getattr(r, f)!r} stored {row.get(f)!r}"
+                                  for f in diff[:3])
+                src = "" if mine else f" (stored from {_source(row)})"
+                rep.findings.append(Finding("reading", f"{where}: {shown}{src}", seq))
+            elif not mine:
+                rep.notes.append(Finding("reading", f"{where}: stored once, from {_source(row)}, "
+                                         "with the signed values", seq))
+    for (meter, ts), row in sorted(at.items()):
+        if row.get("provenance") != "signed" or row.get("agent_id") != agent:
+            continue
+        seq = int(row["seq"])
+        if seq not in stored:
+            rep.findings.append(Finding("reading", f"meter {meter} at {ts} ms names seq {seq} "
+                                        "as its source, which is not stored", seq))
+        elif seq in signed and not any(r.meter_id == meter and r.ts_ms == ts
+                                       for r in signed[seq].readings):
+            rep.findings.append(Finding("reading", f"meter {meter} at {ts} ms names seq {seq} "
+                                        "as its source, which did not sign it", seq))
+
+
+def _check_envelope(raw: bytes, seq: int, ring: Keyring, chain: ChainState,
+                    rep: AuditReport) -> Payload | None:
+    """Verify one envelope; its payload when the signature holds (what it vouches for)."""
     try:  # the listed seq must be the signed one
-        signed_seq = decode_payload(decode_sign1(raw).payload).seq
+        payload: Payload | None = decode_payload(decode_sign1(raw).payload)
     except EnvelopeError:
-        signed_seq = None
+        payload = None
+    signed_seq = payload.seq if payload is not None else None
     if signed_seq is not None and signed_seq != seq:
         rep.findings.append(Finding("chain", f"listed as seq {seq} but signed as {signed_seq}",
                                     seq))
     v = verify_envelope(raw, ring, chain)
     if v.status in (Status.OK, Status.GAP, Status.REORDERED):
         rep.verified += 1  # a GAP status is judged above against the declared gaps
-        return
+        return payload if signed_seq == seq else None
     kind = "signature" if v.status in (Status.BAD_SIGNATURE, Status.MALFORMED) else (
         "chain" if v.status in (Status.CONFLICT, Status.REPLAY) else "key")
     rep.findings.append(Finding(kind, f"{v.status.value}: {v.reason}", seq))
+    return None

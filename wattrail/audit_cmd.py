@@ -39,11 +39,18 @@ def verify(
     log_key: Annotated[Path | None, typer.Option(
         help="the transparency log's public key (log.pub); default: the one in the bundle")
     ] = None,
+    tree_head: Annotated[Path | None, typer.Option(
+        exists=True, dir_okay=False,
+        help="a signed tree head you saved when it was published (the JSON of GET "
+             "/v1/audit/log/tree-head): the bundle's log must extend it; export with "
+             "known_tree_size=<its tree_size>")] = None,
 ) -> None:
     """Verify every envelope signature against the CA-issued key certificates (validity and
     revocation at signing time), the chain (order, links, undeclared gaps), every inclusion
-    proof against the signed tree head, and consistency between heads. Exit 0: it holds;
-    1: findings; 2: unreadable bundle."""
+    proof against the signed tree head, consistency between heads (and with --tree-head, with
+    the head you hold), that every leaf the log holds for the agent has its envelope, and that
+    the stored readings are the signed ones. Exit 0: it holds; 1: findings; 2: unreadable
+    bundle or anchor."""
     from cryptography import x509
     from cryptography.hazmat.primitives import hashes, serialization
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
@@ -67,16 +74,35 @@ def verify(
     if pub is not None and not isinstance(pub, Ed25519PublicKey):
         out.print("[red]the log key is not Ed25519[/red]")
         raise typer.Exit(2)
+    pinned = None
+    if tree_head is not None:
+        try:
+            pinned = json.loads(tree_head.read_text())
+            int(pinned["tree_size"]), bytes.fromhex(pinned["root_hash"])
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            out.print(f"[red]cannot read the tree head {tree_head}:[/red] {exc}")
+            raise typer.Exit(2) from exc
     if ca is None or log_key is None:
         anchors.append("trust anchors taken from the bundle itself: compare these fingerprints "
                        "with the ones you hold")
-    rep = verify_bundle(data, ca_cert, pub)
+    if pinned is None:
+        anchors.append("no --tree-head: the log is checked against the heads in the bundle only, "
+                       "so a database that lost leaves or heads since you last looked can pass")
+    if "log_leaves" not in data:
+        anchors.append("the bundle lists no log leaves: a deleted envelope looks like a declared "
+                       "gap (export it again from a current server)")
+    if "readings" not in data:
+        anchors.append("the bundle carries no readings rows: stored values were not compared "
+                       "with the signed ones")
+    rep = verify_bundle(data, ca_cert, pub, pinned)
     rep.findings += [Finding("digest", p) for p in zip_problems]
     out.print(f"bundle {bundle.name}: agent {rep.agent_id}, {rep.envelopes} envelopes, "
               f"{rep.verified} signatures verified, {rep.proofs_checked} inclusion proofs, "
               f"{rep.heads_checked} tree heads")
     out.print(f"CA {ca_cert.subject.rfc4514_string()} sha256:"
               f"{ca_cert.fingerprint(hashes.SHA256()).hex()[:32]}")
+    if pinned is not None:
+        out.print(f"pinned tree head: size {pinned['tree_size']}, root {pinned['root_hash'][:16]}…")
     for a in anchors:
         out.print(f"[yellow]note:[/yellow] {a}")
     for n in rep.notes:
