@@ -252,9 +252,15 @@ def check(dsn: str, signed: dict[str, list[bytes]], readings_per_env: int, r: Re
         gaps = c.execute("SELECT coalesce(sum(g), 0) FROM (SELECT max(seq) - count(*) AS g "
                          "FROM envelopes GROUP BY agent_id) x").fetchone()
         q = c.execute("SELECT coalesce(sum(count), 0) FROM quarantine").fetchone()
+        aside = c.execute("SELECT count(*) FROM reading_conflicts").fetchone()
     missing_env = len(expected_sha - stored_sha)
+    kept_aside = int(aside[0]) if aside else 0
     r.expected = len(expected_sha) * readings_per_env
-    r.stored = min(int(distinct), r.expected)
+    # a reading whose (meter, ts) was taken is kept in reading_conflicts: stored, not lost
+    r.stored = min(int(distinct) + kept_aside, r.expected)
+    if kept_aside:
+        r.notes.append(f"{kept_aside} readings kept in reading_conflicts (their instant was taken)")
+        r.figures["reading_conflicts"] = kept_aside
     r.lost = r.expected - r.stored
     r.duplicated = int(total) - int(distinct)
     r.gaps = int(gaps[0]) if gaps else 0
@@ -863,6 +869,15 @@ def fill_disk(path: Path) -> float:
     return written / 2**20
 
 
+CLOCK_POLL_MS = 300_000
+
+
+def clock_collisions(scale: Scale) -> int:
+    """Readings clock-jump stamps with an instant already used: the -1 h phase's first cycles
+    repeat the +1 h phase's last ones (12 cycles of 5 min), every meter each time."""
+    return min(scale.clock_envelopes, 3_600_000 // CLOCK_POLL_MS) * scale.readings
+
+
 def scenario_clock_jump(svc: Services, scale: Scale, tmp: Path) -> Result:
     """The real edge Agent seals with a wall clock that jumps +1 h, then back -1 h, while its
     monotonic clock runs on: the envelope sealed after each step carries clock status JUMPED,
@@ -886,8 +901,10 @@ def scenario_clock_jump(svc: Services, scale: Scale, tmp: Path) -> Result:
                       outbox=tmp / f"{s.agent_id}.db",
                       broker={"host": svc.host, "port": svc.port, "ca": svc.ca, "cert": cert,
                               "key": key, "resend_after_s": 1.5, "backoff_cap_s": 0.5})
-    tick = {"mono": 0, "offset": 0}  # one poll cycle = 15 s of monotonic time
-    base = now - 3 * scale.clock_envelopes * 15_000 - 3_600_000  # +1 h stays in the past
+    # one poll cycle = 5 min of monotonic time: after the -1 h step the agent stamps 12 cycles'
+    # readings with instants it already used during the +1 h phase, which the cloud must keep
+    tick = {"mono": 0, "offset": 0}
+    base = now - 3 * scale.clock_envelopes * CLOCK_POLL_MS - 3_600_000  # +1 h stays in the past
 
     def wall() -> int:
         return base + tick["mono"] + tick["offset"]
@@ -902,9 +919,8 @@ def scenario_clock_jump(svc: Services, scale: Scale, tmp: Path) -> Result:
         for phase, offset in enumerate((0, 3_600_000, 0)):
             tick["offset"] = offset
             for i in range(scale.clock_envelopes):
-                tick["mono"] += 15_000
-                # readings stamped by the agent's (wrong) wall clock, 3 s before sealing; after
-                # the -1 h step they fall after phase 1's real instants, so (meter, ts) is unique
+                tick["mono"] += CLOCK_POLL_MS
+                # readings stamped by the agent's (wrong) wall clock, 3 s before sealing
                 ts = wall() - 3_000
                 seq = agent.seal([Reading(f"{s.agent_id}-m{k}", ts, import_wh=1.0 + len(signed))
                                   for k in range(scale.readings)])
@@ -926,8 +942,9 @@ def scenario_clock_jump(svc: Services, scale: Scale, tmp: Path) -> Result:
         backwards = c.execute(
             "SELECT count(*) FROM (SELECT sent_at < lag(sent_at) OVER (ORDER BY seq) AS b "
             "FROM envelopes) x WHERE b").fetchone()
-        flagged_readings = c.execute(
-            "SELECT count(*) FROM readings r JOIN envelopes e USING (agent_id, seq) "
+        flagged_readings = c.execute(  # in readings, or kept aside because their instant was taken
+            "SELECT count(*) FROM (SELECT agent_id, seq FROM readings UNION ALL "
+            "SELECT agent_id, seq FROM reading_conflicts) r JOIN envelopes e USING (agent_id, seq) "
             "WHERE e.clock_status = 2").fetchone()
     r.figures = {"jumps": len(jumped_seqs), "flagged_envelopes": len(flagged),
                  "flagged_as_expected": int(flagged == jumped_seqs),
@@ -936,7 +953,8 @@ def scenario_clock_jump(svc: Services, scale: Scale, tmp: Path) -> Result:
     r.notes.append(f"wall clock +1 h then -1 h: envelopes {flagged} flagged JUMPED (expected "
                    f"{jumped_seqs}), {r.figures['flagged_readings']} readings flagged through them, "
                    f"{r.figures['sent_at_backwards']} envelope(s) with sent_at before their "
-                   "predecessor's, stored in seq order all the same")
+                   "predecessor's, stored in seq order all the same; "
+                   f"{clock_collisions(scale)} readings reuse an instant already taken")
     return check(dsn, {s.agent_id: signed}, scale.readings, r)
 
 

@@ -91,6 +91,7 @@ class IngestStats:
     stored: int = 0
     readings: int = 0
     duplicates: int = 0
+    reading_conflicts: int = 0
     quarantined: dict[str, int] = field(default_factory=dict)
     db_retries: int = 0
     last_batch_ms: float = 0.0
@@ -252,6 +253,7 @@ class Ingestor:
             self.stats.batches += 1
             self.stats.stored += result.stored
             self.stats.readings += result.readings
+            self.stats.reading_conflicts += result.reading_conflicts
             self.stats.duplicates += result.duplicates
             for reason, n in result.quarantined.items():
                 self.stats.quarantined[reason] = self.stats.quarantined.get(reason, 0) + n

@@ -20,6 +20,7 @@ delete an envelope the cloud never stored.
 
 from __future__ import annotations
 
+import logging
 import operator
 from collections import Counter
 from collections.abc import Sequence
@@ -42,6 +43,7 @@ class BatchResult:
     readings: int = 0
     duplicates: int = 0
     gaps: int = 0  # envelopes stored ahead of a missing seq (verdict "gap")
+    reading_conflicts: int = 0  # signed readings whose (meter, ts) was taken: kept aside
     quarantined: Counter[str] = field(default_factory=Counter)
     committed_upto: dict[str, int] = field(default_factory=dict)
 
@@ -50,6 +52,7 @@ class BatchResult:
         self.readings += other.readings
         self.duplicates += other.duplicates
         self.gaps += other.gaps
+        self.reading_conflicts += other.reading_conflicts
         self.quarantined.update(other.quarantined)
         self.committed_upto.update(other.committed_upto)
 
@@ -89,6 +92,8 @@ _STAGE = ("CREATE TEMP TABLE IF NOT EXISTS ingest_stage ("
           "ON COMMIT DELETE ROWS")
 _STAGE_TYPES = ["text", "int8", *["float8"] * len(MEASURED_FIELDS), "int4", "int2", "text", "int8"]
 _COLS = ", ".join(MEASURED_FIELDS)
+_S_COLS = ", ".join(f"s.{f}" for f in MEASURED_FIELDS)
+log = logging.getLogger(__name__)
 
 
 _ROW = operator.attrgetter("meter_id", "ts_ms", *MEASURED_FIELDS, "status", "quality")
@@ -136,7 +141,7 @@ def store_batch(conn: psycopg.Connection[Any], items: Sequence[Candidate | Quara
         stored = [c for c, _v in to_insert if (c.agent_id, c.seq) in inserted]
         res.stored = len(stored)
         res.gaps = sum(1 for c, v in to_insert if v == "gap" and (c.agent_id, c.seq) in inserted)
-        res.readings = _insert_readings(conn, stored)
+        res.readings, res.reading_conflicts = _insert_readings(conn, stored)
         for q in quarantine:
             _quarantine(conn, q)
             res.quarantined[q.reason.value] += 1
@@ -182,9 +187,12 @@ def _insert_envelopes(conn: psycopg.Connection[Any], rows: list[tuple[Candidate,
     return {(a, s) for a, s in out}
 
 
-def _insert_readings(conn: psycopg.Connection[Any], stored: list[Candidate]) -> int:
+def _insert_readings(conn: psycopg.Connection[Any], stored: list[Candidate]) -> tuple[int, int]:
+    """COPY the envelopes' readings in; (rows stored, rows kept in `reading_conflicts` because
+    their (meter, ts) was already taken)."""
     if not stored:
-        return 0
+        return 0, 0
+    staged = sum(len(c.payload.readings) for c in stored)
     conn.execute(_STAGE)
     with conn.cursor() as cur:
         with cur.copy("COPY ingest_stage FROM STDIN WITH (FORMAT BINARY)") as copy:
@@ -199,7 +207,24 @@ def _insert_readings(conn: psycopg.Connection[Any], stored: list[Candidate]) -> 
             f"INSERT INTO readings (meter_id, ts, {_COLS}, status, quality, provenance, agent_id, "
             f"seq) SELECT meter_id, to_timestamp(ts_ms / 1000.0), {_COLS}, status, quality, "
             "'signed', agent_id, seq FROM ingest_stage ON CONFLICT (meter_id, ts) DO NOTHING")
-        return cur.rowcount
+        inserted = cur.rowcount
+        if inserted == staged:
+            return inserted, 0
+        # Some instants were taken (a clock that stepped back, an earlier import): nothing
+        # signed is dropped, the rows that lost go aside with their envelope. Rare path.
+        cur.execute(
+            f"INSERT INTO reading_conflicts (meter_id, ts, {_COLS}, status, quality, agent_id, seq) "
+            f"SELECT s.meter_id, to_timestamp(s.ts_ms / 1000.0), {_S_COLS}, "
+            "s.status, s.quality, s.agent_id, s.seq FROM ingest_stage s "
+            "JOIN unnest(%s::text[], %s::int8[]) AS b(agent_id, seq) "  # this batch's rows only
+            "  ON b.agent_id = s.agent_id AND b.seq = s.seq "
+            "WHERE NOT EXISTS (SELECT 1 FROM readings r WHERE r.meter_id = s.meter_id "
+            "AND r.ts = to_timestamp(s.ts_ms / 1000.0) AND r.agent_id = s.agent_id AND r.seq = s.seq)",
+            [[c.agent_id for c in stored], [c.seq for c in stored]])
+        conflicts = cur.rowcount
+        log.warning("%d signed readings found their (meter, ts) taken; kept in reading_conflicts",
+                    conflicts)
+        return inserted, conflicts
 
 
 def _quarantine(conn: psycopg.Connection[Any], q: Quarantine) -> None:

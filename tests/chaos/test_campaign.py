@@ -14,6 +14,7 @@ from wattrail.chaos import (
     SCALES,
     Result,
     Services,
+    clock_collisions,
     scenario_agent_kill,
     scenario_broker_kill,
     scenario_clock_jump,
@@ -110,3 +111,5 @@ def test_agent_clock_jumps_are_flagged_and_seq_order_holds(svc: Services, tmp_pa
     assert r.figures["jumps"] == 2 and r.figures["flagged_as_expected"] == 1, r.notes
     assert r.figures["flagged_readings"] == 2 * SMALL.readings
     assert r.figures["sent_at_backwards"] == 1  # the -1 h step, stored in seq order regardless
+    # readings stamped with an instant the agent had already used are kept aside, not dropped
+    assert r.figures["reading_conflicts"] == clock_collisions(SMALL) > 0

@@ -233,6 +233,9 @@ class ChainStatus(BaseModel):
     gaps_truncated: bool
     verdicts: dict[str, int] = Field(description="stored envelopes by the verdict recorded at ingest")
     unlogged_envelopes: int = Field(description="stored but not yet in the transparency log")
+    reading_conflicts: int = Field(
+        0, description="signed readings kept aside in reading_conflicts: their (meter, time) was "
+                       "already taken (a clock that stepped back, an earlier import)")
     clock_flagged: dict[str, int] = Field(
         default_factory=dict,
         description="envelopes the agent sealed with an untrusted clock (unsynced, jumped); their "
@@ -264,6 +267,7 @@ async def chain_status(agent_id: AgentId, conn: ConnDep, _t: AuditorToken,
                       "WHERE to_seq >= from_seq ORDER BY from_seq LIMIT %s", [agent_id, cap + 1])
     verdicts = await rows(conn, "SELECT verdict, count(*) AS n FROM envelopes WHERE agent_id = %s "
                           "GROUP BY verdict", [agent_id])
+    rc = await one(conn, "SELECT count(*) AS n FROM reading_conflicts WHERE agent_id = %s", [agent_id])
     clock = await rows(conn, "SELECT clock_status, count(*) AS n FROM envelopes "
                        "WHERE agent_id = %s AND clock_status <> 0 GROUP BY clock_status", [agent_id])
     quarantined = await rows(conn, "SELECT reason, count(*) AS n FROM quarantine WHERE agent_id = %s "
@@ -278,6 +282,7 @@ async def chain_status(agent_id: AgentId, conn: ConnDep, _t: AuditorToken,
         gaps=[SeqRange(**g) for g in gaps[:cap]], gaps_truncated=len(gaps) > cap,
         verdicts={r["verdict"]: int(r["n"]) for r in verdicts}, unlogged_envelopes=int(s["unlogged"]),
         clock_flagged={ClockStatus(r["clock_status"]).name.lower(): int(r["n"]) for r in clock},
+        reading_conflicts=int(rc["n"]) if rc else 0,
         conflicts=[ConflictPublic(**c) for c in conflicts],
         quarantined_by_reason={r["reason"]: int(r["n"]) for r in quarantined},
         last_received_at=s["last"])

@@ -105,3 +105,25 @@ def test_readings_are_idempotent_on_meter_and_time(
     assert res.readings == 1
     prov = conn.execute("SELECT provenance, agent_id, seq FROM readings").fetchall()
     assert prov == [("signed", "tx-a", 1)]
+
+
+def test_a_reading_whose_instant_is_taken_is_kept_aside_not_dropped(
+        conn: psycopg.Connection[Any], agent: Agent) -> None:
+    # the agent's clock stepped back: envelopes 2 and 4 stamp their reading with instants that
+    # envelopes 1 and 3 already used (one collision inside a batch, one across batches)
+    e1 = agent.envelope(sent_at_ms=T0 + 10_000)
+    e2 = agent.envelope(sent_at_ms=T0 + 10_000)
+    res = store_batch(conn, items(conn, e1, e2))
+    assert (res.stored, res.readings, res.reading_conflicts) == (2, 1, 1)
+    e3 = agent.envelope(sent_at_ms=T0 + 20_000)
+    store_batch(conn, items(conn, e3))
+    e4 = agent.envelope(sent_at_ms=T0 + 20_000)
+    res = store_batch(conn, items(conn, e4))
+    assert (res.stored, res.readings, res.reading_conflicts) == (1, 0, 1)
+    assert count(conn, "SELECT count(*) FROM readings") == 2
+    kept = conn.execute("SELECT seq, import_wh FROM reading_conflicts ORDER BY seq").fetchall()
+    assert kept == [(2, 1002.0), (4, 1004.0)]  # the losers' own values, with their envelopes
+    # a redelivered envelope is a duplicate: its reading is not set aside a second time
+    again = store_batch(conn, items(conn, e2, e4))
+    assert (again.duplicates, again.reading_conflicts) == (2, 0)
+    assert count(conn, "SELECT count(*) FROM reading_conflicts") == 2
