@@ -889,7 +889,8 @@ def scenario_clock_jump(svc: Services, scale: Scale, tmp: Path) -> Result:
     r = Result("clock-jump")
     (s,) = signers("cj", 1, scale.readings, first_key=190)
     now = int(time.time() * 1000)
-    dsn = svc.new_db([cert_for(s.key, s.agent_id, valid_from_ms=now - DAY,
+    dsn = svc.new_db([cert_for(s.key, s.agent_id,
+                               valid_from_ms=now - 3 * scale.clock_envelopes * CLOCK_POLL_MS - DAY,
                                valid_to_ms=now + 30 * DAY)])
     keyf = tmp / f"{s.agent_id}.key"
     keyf.write_bytes(s.key.private_bytes(serialization.Encoding.PEM,
