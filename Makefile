@@ -64,8 +64,8 @@ demo: venv services-up  ## run the platform on a simulated grid (grows with each
 	$(VPY) -m wattrail.demo
 
 bench: venv services-up  ## run every benchmark under bench/ and print the figures
-	@set -e; found=0; for b in bench/*.py; do [ -e "$$b" ] || continue; found=1; \
-	  echo "== $$b"; $(VPY) $$b; done; [ $$found = 1 ] || echo "no benchmarks under bench/ yet"
+	$(VPY) -m pip install -q -e '.[bench]'
+	$(VPY) bench/report.py $(BENCH_ARGS)
 
 clean:  ## remove caches (not the services' data: `scripts/services down --purge` does that)
 	rm -rf .pytest_cache .mypy_cache .ruff_cache .hypothesis test-artifacts

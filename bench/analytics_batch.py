@@ -12,6 +12,19 @@ batches, median per stage.
     .venv/bin/python bench/analytics_batch.py --meters 10000
     .venv/bin/python bench/analytics_batch.py --meters 100000 --runs 3
 
+Scaling sweep (no database): `--sweep 10000,100000,1000000` times the kernels stage
+(pipeline.run, what `analyze` calls between fetch and write) on in-memory Feeds of that many
+meter-days: one simulated day of `--meters` meters (simulating grows faster than linearly, so
+it stays small) replicated side by side as independent grids (distinct meter, transformer,
+feeder and region ids) up to the size; 1M meter-days = 1,000,000 meters x 1 day = 97 M
+meter-instants, about 11 GB of Feed arrays plus the pipeline's intermediates (~21 KB per
+meter-day in all, over 20 GB at 1M). A size whose estimated peak (bytes per meter-day measured
+at the smallest size) does not fit in 60 % of MemAvailable runs as C equal batches of
+independent grids, the way a deployment splits a batch by region: one Feed of size/C
+meter-days is built and pipeline.run runs C times on it per run; the time reported is the sum.
+
+    .venv/bin/python bench/analytics_batch.py --meters 2000 --sweep 10000,100000,1000000 --runs 3
+
 Services: WATTRAIL_TEST_DSN (an admin DSN that may CREATE DATABASE), else a private instance
 started with scripts/services in /tmp/wt-bench-an and left running (stop it with
 `scripts/services --state-dir /tmp/wt-bench-an down`).
@@ -20,6 +33,7 @@ started with scripts/services in /tmp/wt-bench-an and left running (stop it with
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import os
 import statistics
@@ -37,8 +51,10 @@ import psycopg
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from cloud.analytics.batch import analyze  # noqa: E402  (after sys.path)
-from cloud.analytics.feed import Feed  # noqa: E402
+from bench._common import add_json_arg, write_json  # noqa: E402  (after sys.path)
+from cloud.analytics import pipeline  # noqa: E402
+from cloud.analytics.batch import analyze  # noqa: E402
+from cloud.analytics.feed import Feed, MeterArrays, Topology  # noqa: E402
 from cloud.analytics.warmup import warm_up  # noqa: E402
 from cloud.store.copy_binary import Col, encode  # noqa: E402
 from cloud.store.migrate import migrate  # noqa: E402
@@ -99,12 +115,113 @@ def write_feed(conn: psycopg.Connection, feed: Feed, batch: int, balance_ids: di
     return n
 
 
+def _tile_arrays(a: MeterArrays, n: int) -> MeterArrays:
+    def rep(x: np.ndarray) -> np.ndarray:
+        return np.concatenate([x] * n, axis=0)
+
+    return MeterArrays(*(rep(getattr(a, f)) for f in MeterArrays.__dataclass_fields__))
+
+
+def tile_feed(feed: Feed, n: int) -> Feed:
+    """`n` independent copies of the Feed's grid side by side (ids suffixed, indices offset)."""
+    t = feed.topology
+    nx, nf, nr = len(t.transformer_ids), len(t.feeder_ids), len(t.region_ids)
+
+    def ids(xs: list[str]) -> list[str]:
+        return [f"{x}~{c}" for c in range(n) for x in xs]
+
+    def off(x: np.ndarray, step: int) -> np.ndarray:
+        return np.concatenate([x + c * step for c in range(n)])
+
+    def rep(x: np.ndarray) -> np.ndarray:
+        return np.concatenate([x] * n)
+
+    topo = Topology(ids(t.meter_ids), ids(t.transformer_ids), ids(t.feeder_ids),
+                    ids(t.region_ids), off(t.tx_of, nx), off(t.feeder_of_tx, nf),
+                    off(t.region_of_feeder, nr), rep(t.cls), rep(t.phases), rep(t.has_pv),
+                    rep(t.tariff_per_kwh), rep(t.rating_va), rep(t.no_load_w), rep(t.load_loss_w))
+    return Feed(feed.t0_s, feed.step_s, _tile_arrays(feed.customers, n),
+                _tile_arrays(feed.balance, n), _tile_arrays(feed.feeders, n), topo)
+
+
+def _rss_bytes() -> int:
+    with open("/proc/self/status") as fh:
+        for line in fh:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+    return 0
+
+
+def _mem_available() -> int:
+    with open("/proc/meminfo") as fh:
+        for line in fh:
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    return 0
+
+
+def _reset_peak() -> None:
+    with open("/proc/self/clear_refs", "w") as fh:  # resets VmHWM to the current RSS
+        fh.write("5")
+
+
+def sweep(a: argparse.Namespace) -> None:
+    sizes = sorted(int(x) for x in a.sweep.split(","))
+    t = time.perf_counter()
+    sim = build_simulation(meters=a.meters, seed=a.seed, theft_rate=0.1, replacement_rate=0.01)
+    base = simfeed.sample(sim, STEP, K)
+    del sim
+    print(f"simulated {a.meters:,} meters x 1 day in {time.perf_counter() - t:.1f} s")
+    warm_up()
+    days = (K - 1) * STEP / 86400
+    out: list[dict[str, object]] = []
+    per_md = 0.0  # peak bytes per meter-day, from the first size
+    for size in sizes:
+        n_copies = max(1, round(size / (a.meters * days)))
+        meter_days = n_copies * a.meters * days
+        chunks = 1
+        gc.collect()
+        if per_md:
+            budget = 0.6 * _mem_available()
+            while per_md * meter_days / chunks > budget or n_copies % chunks:
+                chunks += 1
+                if chunks > n_copies:
+                    raise SystemExit(f"{meter_days:,.0f} meter-days: one grid copy does not fit")
+        _reset_peak()
+        rss0 = _rss_bytes()
+        feed = tile_feed(base, n_copies // chunks)
+        times = []
+        for _ in range(a.runs):
+            t = time.perf_counter()
+            for _c in range(chunks):
+                rep = pipeline.run(feed, day=86400 // STEP, block=max(1, 21600 // STEP))
+                del rep
+            times.append(time.perf_counter() - t)
+        peak = _rss_bytes() - rss0
+        per_md = per_md or peak / meter_days
+        med = statistics.median(times)
+        print(f"{meter_days:>12,.0f} meter-days ({n_copies * a.meters:,} meters x {days:g} day): "
+              f"kernels median {med:.2f} s of {a.runs} ({meter_days / med:,.0f} meter-days/s), "
+              f"peak +{peak / 2**30:.1f} GiB" + (f", as {chunks} batches" if chunks > 1 else ""))
+        out.append({"meter_days": meter_days, "meters": n_copies * a.meters, "batches": chunks,
+                    "kernels_s": med, "runs": times, "peak_bytes": peak})
+        del feed
+    print("command: .venv/bin/python bench/analytics_batch.py " + " ".join(sys.argv[1:]))
+    write_json(a.json, {"sweep": out, "base_meters": a.meters})
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--meters", type=int, default=10_000)
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--seed", type=int, default=7)
+    ap.add_argument("--sweep", metavar="METER_DAYS,...",
+                    help="kernels-only scaling sweep over these sizes (no database)")
+    add_json_arg(ap)
     a = ap.parse_args()
+    if a.sweep:
+        sweep(a)
+        return
     admin = admin_dsn()
     name = f"bench_an_{uuid.uuid4().hex[:10]}"
     with psycopg.connect(admin, autocommit=True) as c:
@@ -153,6 +270,8 @@ def main() -> None:
         print(f"median of {a.runs}: " + ", ".join(f"{k} {v:.2f} s" for k, v in med.items())
               + f"  ({a.meters * K / med['total']:,.0f} meter-instants/s end to end)")
         print("command: .venv/bin/python bench/analytics_batch.py " + " ".join(sys.argv[1:]))
+        write_json(a.json, {"meters": a.meters, "readings": n, "median_s": med, "runs": runs,
+                            "meter_instants_per_s": a.meters * K / med["total"]})
     finally:
         with psycopg.connect(admin, autocommit=True) as c:
             c.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

@@ -45,6 +45,8 @@ from typing import Any
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from bench._common import add_json_arg, write_json  # noqa: E402  (after sys.path)
+
 REGIONS, FEEDERS_PER_REGION = 10, 5
 YEAR_START = "2025-01-01T00:00:00Z"
 
@@ -198,6 +200,7 @@ def main() -> int:
     ap.add_argument("--transformers", type=int, default=1000)
     ap.add_argument("--state-dir", type=Path, default=Path("/tmp/wt-bench-api"))
     ap.add_argument("--keep", action="store_true", help="leave the services running")
+    add_json_arg(ap)
     ap.add_argument("--generate", action="store_true", help=argparse.SUPPRESS)  # the load generator
     ap.add_argument("--url", help=argparse.SUPPRESS)
     ap.add_argument("--scenario", help=argparse.SUPPRESS)
@@ -267,6 +270,7 @@ def main() -> int:
         print(f"{'scenario':10s} {'conns':>5s} {'p50 ms':>8s} {'p99 ms':>8s} {'req/s':>8s} "
               f"{'target p99 < 100 ms':>20s}")
         failed = False
+        figures: dict[str, dict[str, float]] = {}
         for (scenario, conc), rs in results.items():
             p50 = statistics.median(r["p50_ms"] for r in rs)
             p99 = statistics.median(r["p99_ms"] for r in rs)
@@ -274,9 +278,13 @@ def main() -> int:
             errs = sum(r["errors"] for r in rs)
             target = "n/a (9 requests)" if scenario == "year-walk" else ("met" if p99 < 100 else "MISSED")
             failed |= errs > 0
+            figures[f"{scenario}@{conc}"] = {"p50_ms": p50, "p99_ms": p99, "req_per_s": rps,
+                                             "errors": errs}
             print(f"{scenario:10s} {conc:5d} {p50:8.1f} {p99:8.1f} {rps:8.0f} {target:>20s}"
                   + (f"  ({errs} errors)" if errs else ""))
         print("\ncommand: .venv/bin/python bench/api_latency.py " + shlex.join(sys.argv[1:]))
+        write_json(a.json, {"scenarios": figures, "transformers": a.transformers,
+                            "intervals": info["intervals"]})
         return 1 if failed else 0
     finally:
         if api is not None:

@@ -30,6 +30,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench._common import add_json_arg, write_json
 from edge.config import MeterConfig
 from edge.poller import Poller
 from protocols.maps import get_map
@@ -110,6 +111,7 @@ def main() -> None:
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--max-gap", type=int, default=8,
                     help="planner gap (agent default 8: 3 requests; 40: 2 requests)")
+    add_json_arg(ap)
     args = ap.parse_args()
     print("command:", shlex.join([sys.executable, *sys.argv]))
     logging.getLogger("pymodbus").setLevel(logging.CRITICAL)
@@ -136,6 +138,10 @@ def main() -> None:
         print(f"median: Poller {statistics.median(agent):,.0f} SDM630 meter reads/s over "
               f"{args.connections} connections; baseline pymodbus loop "
               f"{statistics.median(base):,.0f} meter reads/s")
+        write_json(args.json, {"poller_reads_per_s": statistics.median(agent),
+                               "pymodbus_reads_per_s": statistics.median(base),
+                               "requests_per_read": n_req, "connections": args.connections,
+                               "runs_poller": agent, "runs_pymodbus": base})
     finally:
         proc.join(timeout=10)
         if proc.is_alive():

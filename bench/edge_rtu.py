@@ -46,6 +46,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench._common import add_json_arg, write_json
 from edge.config import MeterConfig
 from edge.poller import Poller
 from edge.scheduler import RTU_SILENCE_CHARS, bits_per_char, rtu_frame_bytes
@@ -139,6 +140,7 @@ def main() -> None:
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--max-gap", type=int, default=8,
                     help="planner gap (agent default 8); larger = fewer, longer requests")
+    add_json_arg(ap)
     args = ap.parse_args()
     print("command:", shlex.join([sys.executable, *sys.argv]))
     logging.getLogger("pymodbus").setLevel(logging.CRITICAL)
@@ -169,6 +171,9 @@ def main() -> None:
         print(f"median at {args.baud} baud: busy share {statistics.median(minima):.1%} of bus "
               f"time (frames + the 3.5-char silences the spec requires), frame share "
               f"{statistics.median(shares):.1%}")
+        write_json(args.json, {"busy_share": statistics.median(minima),
+                               "frame_share": statistics.median(shares), "baud": args.baud,
+                               "meters": args.meters})
     finally:
         stop.set()
         server.join(timeout=10)

@@ -32,6 +32,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench._common import add_json_arg, write_json
 from edge.agent import Agent
 from edge.config import AgentConfig, BrokerSettings, MeterConfig
 from protocols.reading import Reading
@@ -107,7 +108,9 @@ def main() -> None:
     ap.add_argument("--batch", type=int, action="append", help="readings per envelope")
     ap.add_argument("--envelopes", type=int, default=60)
     ap.add_argument("--runs", type=int, default=3)
+    add_json_arg(ap)
     args = ap.parse_args()
+    figures: dict[str, dict[str, float]] = {}
     batches = args.batch or [200, 1000, 5000]
     print("command:", shlex.join([sys.executable, *sys.argv]))
     with broker() as (host, port, tls), tempfile.TemporaryDirectory() as tmp:
@@ -124,6 +127,9 @@ def main() -> None:
                   f"{statistics.median(e2e):>9,.0f} readings/s median "
                   f"(runs {', '.join(f'{x:,.0f}' for x in e2e)}); "
                   f"sign+outbox alone {statistics.median(seal_only):,.0f} readings/s")
+            figures[str(batch)] = {"readings_per_s": statistics.median(e2e),
+                                   "seal_only_readings_per_s": statistics.median(seal_only)}
+    write_json(args.json, {"batches": figures, "envelopes": args.envelopes})
 
 
 if __name__ == "__main__":

@@ -15,6 +15,7 @@ started with scripts/services in /tmp/wt-bench and stopped afterwards.
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import statistics
@@ -32,6 +33,7 @@ import psycopg
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from bench._common import add_json_arg, write_json  # noqa: E402
 from cloud.store.historical import ImportResult, import_readings_csv  # noqa: E402  (after sys.path)
 from cloud.store.migrate import migrate  # noqa: E402
 from cloud.store.rollups import refresh_rollups  # noqa: E402
@@ -85,6 +87,15 @@ def timed(fn: Callable[[], object]) -> float:
 
 
 def main() -> None:
+    global METERS, INTERVALS, RUNS
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--meters", type=int, default=METERS, help="default: $BENCH_METERS or 1000")
+    ap.add_argument("--intervals", type=int, default=INTERVALS,
+                    help="default: $BENCH_INTERVALS or 2000")
+    ap.add_argument("--runs", type=int, default=RUNS)
+    add_json_arg(ap)
+    args = ap.parse_args()
+    METERS, INTERVALS, RUNS = args.meters, args.intervals, args.runs
     started: Path | None = None
     admin = os.environ.get("WATTRAIL_TEST_DSN")
     if not admin:
@@ -172,6 +183,12 @@ def main() -> None:
     print(f"target 500,000 rows/s: {'met' if met else 'NOT met'}")
     print(f"command: {'WATTRAIL_TEST_DSN=... ' if started is None else ''}"
           f"BENCH_METERS={METERS} BENCH_INTERVALS={INTERVALS} .venv/bin/python bench/historical_import.py")
+    write_json(args.json, {
+        "rows": rows,
+        "direct_rows_per_s": rows / statistics.median([d for d, _ in direct]),
+        "staging_rows_per_s": rows / statistics.median(staging),
+        "baseline_copy_rows_per_s": rows / statistics.median(baseline),
+        "rollup_s": statistics.median(rolls) if rolls else None})
 
 
 if __name__ == "__main__":

@@ -2,7 +2,10 @@
 `wattrail ingest` processes -> TimescaleDB, sustained for --seconds.
 
     .venv/bin/python bench/ingest_e2e.py [--seconds 60] [--ingestors 2] [--agents 8]
-        [--per-envelope 500] [--single-mode-seconds 20]
+        [--per-envelope 500] [--single-mode-seconds 20] [--json OUT]
+
+`--ingestors 1,2` measures the batch-signed mode once per ingestor count (scaling); the paced
+latency and per-reading modes use the last count.
 
 What it prints:
 - batch-signed mode: readings/s committed (median over 5-s windows after a warm-up) and the
@@ -36,6 +39,8 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
+
+from bench._common import add_json_arg, write_json  # noqa: E402  (after sys.path)
 
 T0 = 1_767_225_600_000  # 2026-01-01
 
@@ -134,6 +139,37 @@ def issue(state_tls: str, cn: str) -> tuple[str, str]:
                          capture_output=True, text=True, check=True)
     d = json.loads(out.stdout)
     return d["cert"], d["key"]
+
+
+def stop_services(state: Path | None) -> None:
+    if state is not None:
+        subprocess.run([sys.executable, str(REPO / "scripts/services"), "--state-dir",
+                        str(state), "down", "--purge"], capture_output=True, check=False)
+
+
+def scratch_database(svc: dict[str, str], migrated: bool = True) -> str:
+    """A fresh database on the instance (TimescaleDB, Wattrail's schema when `migrated`)."""
+    import psycopg
+
+    from cloud.store.migrate import migrate
+
+    db = f"bench_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(svc["dsn_admin"], autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{db}"')
+    dsn = svc["dsn_admin"].rsplit("/", 1)[0] + "/" + db
+    with psycopg.connect(dsn) as conn:
+        conn.execute("CREATE EXTENSION IF NOT EXISTS timescaledb")
+        conn.commit()
+        if migrated:
+            migrate(conn)
+    return dsn
+
+
+def drop_database(svc: dict[str, str], dsn: str) -> None:
+    import psycopg
+
+    with psycopg.connect(svc["dsn_admin"], autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{dsn.rsplit("/", 1)[1]}" WITH (FORCE)')
 
 
 def run_mode(svc: dict[str, str], dsn: str, *, agents: int, per: int, seconds: float,
@@ -273,50 +309,44 @@ def baseline_copy(dsn: str, rows: int) -> float:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--seconds", type=float, default=60)
-    ap.add_argument("--ingestors", type=int, default=2)
+    ap.add_argument("--ingestors", default="2",
+                    help="ingestor processes; a comma list (1,2) runs the batch mode per count")
     ap.add_argument("--agents", type=int, default=8)
     ap.add_argument("--per-envelope", type=int, default=500)
     ap.add_argument("--single-mode-seconds", type=float, default=20)
     ap.add_argument("--latency-rate", type=float, default=40_000,
                     help="readings/s offered in the paced latency run (below saturation)")
     ap.add_argument("--latency-seconds", type=float, default=30)
+    ap.add_argument("--baseline-rows", type=int, default=300_000)
+    add_json_arg(ap)
     args = ap.parse_args()
-    import psycopg
-
-    from cloud.store.migrate import migrate
+    counts = [int(x) for x in str(args.ingestors).split(",")]
 
     svc, state = services()
-    db = f"bench_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(svc["dsn_admin"], autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{db}"')
-    dsn = svc["dsn_admin"].rsplit("/", 1)[0] + "/" + db
-    with psycopg.connect(dsn) as conn:
-        conn.execute("CREATE EXTENSION IF NOT EXISTS timescaledb")
-        conn.commit()
-        migrate(conn)
     results = []
     try:
-        with tempfile.TemporaryDirectory() as work:
-            results.append(run_mode(svc, dsn, agents=args.agents, per=args.per_envelope,
-                                    seconds=args.seconds, ingestors=args.ingestors,
-                                    workdir=Path(work), label="batch-signed"))
-            if args.latency_seconds > 0:
-                results.append(run_mode(svc, dsn, agents=args.agents, per=args.per_envelope,
-                                        seconds=args.latency_seconds, ingestors=args.ingestors,
-                                        workdir=Path(work), label="paced latency",
-                                        rate=args.latency_rate))
-            if args.single_mode_seconds > 0:
-                results.append(run_mode(svc, dsn, agents=args.agents, per=1,
-                                        seconds=args.single_mode_seconds,
-                                        ingestors=args.ingestors, workdir=Path(work),
-                                        label="per-reading-signature"))
-        base = statistics.median(baseline_copy(dsn, 300_000) for _ in range(1))
+        dsn = scratch_database(svc)
+        try:
+            with tempfile.TemporaryDirectory() as work:
+                for n in counts:
+                    results.append(run_mode(svc, dsn, agents=args.agents, per=args.per_envelope,
+                                            seconds=args.seconds, ingestors=n,
+                                            workdir=Path(work), label="batch-signed"))
+                if args.latency_seconds > 0:
+                    results.append(run_mode(svc, dsn, agents=args.agents, per=args.per_envelope,
+                                            seconds=args.latency_seconds, ingestors=counts[-1],
+                                            workdir=Path(work), label="paced latency",
+                                            rate=args.latency_rate))
+                if args.single_mode_seconds > 0:
+                    results.append(run_mode(svc, dsn, agents=args.agents, per=1,
+                                            seconds=args.single_mode_seconds,
+                                            ingestors=counts[-1], workdir=Path(work),
+                                            label="per-reading-signature"))
+            base = baseline_copy(dsn, args.baseline_rows)
+        finally:
+            drop_database(svc, dsn)
     finally:
-        with psycopg.connect(svc["dsn_admin"], autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)')
-        if state is not None:
-            subprocess.run([sys.executable, str(REPO / "scripts/services"), "--state-dir",
-                            str(state), "down", "--purge"], capture_output=True, check=False)
+        stop_services(state)
     print(f"command: {' '.join(shlex.quote(a) for a in [sys.executable, *sys.argv])}")
     print(f"machine: {os.cpu_count()} cores; services, publisher and ingestors share them")
     for r in results:
@@ -329,6 +359,7 @@ def main() -> None:
     for r in results:
         print(f"{'ratio ' + r['mode']:>22}: {r['readings_per_s_median'] / base:.2f} of the baseline")
     print(json.dumps({"results": results, "baseline_copy_rows_per_s": base}))
+    write_json(args.json, {"results": results, "baseline_copy_rows_per_s": base})
 
 
 if __name__ == "__main__":

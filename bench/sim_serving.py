@@ -27,6 +27,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench._common import add_json_arg, write_json
 from protocols.maps import get_map
 from protocols.planner import plan_reads
 
@@ -97,6 +98,7 @@ def main() -> None:
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--speed", type=float, default=60.0)
     ap.add_argument("--seed", type=int, default=1)
+    add_json_arg(ap)
     args = ap.parse_args()
     print("command:", shlex.join([sys.executable, *sys.argv]))
     ctx = mp.get_context("spawn")
@@ -114,6 +116,8 @@ def main() -> None:
         parent.send("stop")
         print("server counters:", parent.recv())
         print(f"median: {statistics.median(rates):,.0f} reads/s")
+        write_json(args.json, {"reads_per_s": statistics.median(rates), "runs": rates,
+                               "meters": args.meters, "clients": args.clients})
     finally:
         proc.join(timeout=10)
         if proc.is_alive():
