@@ -31,13 +31,12 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
-from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from protocols.envelope import GENESIS_PREV_HASH, ClockStatus, Payload, encode_payload, envelope_hash
 from protocols.reading import Reading
 from security.keyring import KeyCertificate
-from security.keys import key_id, raw_public_key, sign_envelope
+from security.keys import key_id, raw_public_key, save_private_key, sign_envelope
 
 REPO = Path(__file__).resolve().parents[1]
 SERVICES = REPO / "scripts" / "services"
@@ -291,6 +290,18 @@ def wait_until(pred: Callable[[], bool], timeout: float, step: float = 0.1) -> b
     return pred()
 
 
+def _stop(procs: list[subprocess.Popen[bytes]]) -> None:
+    for p in procs:
+        if p.poll() is None:
+            p.terminate()
+    for p in procs:
+        try:
+            p.wait(15)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait()
+
+
 # -- scales ------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class Scale:
@@ -377,6 +388,11 @@ class Feeder(threading.Thread):
         self.done = threading.Event()
         self.halt = threading.Event()  # the scenario failed: stop before the outboxes close
 
+    def stop(self) -> None:
+        """Stop feeding (a scenario that fails stops it before closing the outboxes)."""
+        self.halt.set()
+        self.join(10)
+
     def run(self) -> None:
         n = max(len(c) for c in self.chains.values())
         start = time.monotonic()
@@ -423,12 +439,9 @@ def scenario_broker_kill(svc: Services, scale: Scale, tmp: Path, seed: int = 1) 
         if ing.poll() is not None:
             r.notes.append(f"ingestor exited with {ing.returncode}")
     finally:
-        if feeder is not None:
-            feeder.halt.set()
-            feeder.join(10)
+        feeder.stop()
         fleet.stop()
-        ing.terminate()
-        ing.wait(15)
+        _stop([ing])
     r.seconds = time.monotonic() - t0
     resends = sum(p.stats.resends for p in fleet.publishers)
     r.figures = {"kills": scale.broker_kills, "kills_mid_stream": mid_stream, "resends": resends}
@@ -485,8 +498,7 @@ def scenario_agent_kill(svc: Services, scale: Scale, tmp: Path, seed: int = 2) -
         if rc != 0:
             r.notes.append(f"final agent run exited {rc}")
     finally:
-        ing.terminate()
-        ing.wait(15)
+        _stop([ing])
     r.seconds = time.monotonic() - t0
     r.notes.append(f"{scale.agent_kills} agent SIGKILLs, {torn} torn WAL tails")
     return check(dsn, {s.agent_id: s.chain(n)}, scale.readings, r)
@@ -560,8 +572,7 @@ def scenario_partition(svc: Services, scale: Scale, tmp: Path) -> Result:
         attempts = sum(p.stats.connect_attempts for p in fleet.publishers)
     finally:
         fleet.stop()
-        ing.terminate()
-        ing.wait(15)
+        _stop([ing])
         proxy.close()
     r.seconds = time.monotonic() - t0
     n_back = backlog * scale.agents
@@ -585,6 +596,20 @@ def scenario_partition(svc: Services, scale: Scale, tmp: Path) -> Result:
     return check(dsn, chains, scale.readings, r)
 
 
+def agent_config(svc: Services, s: Signer, tmp: Path, **settings: Any) -> Any:
+    """A real edge Agent's configuration for `s`: its signing key on disk, a TLS identity from
+    the services' CA, an outbox under `tmp`, no meters (the scenario seals readings itself)."""
+    from edge.config import AgentConfig
+
+    keyf = tmp / f"{s.agent_id}.key"
+    save_private_key(s.key, keyf)
+    cert, key = svc.issue(s.agent_id)
+    return AgentConfig(agent_id=s.agent_id, meters=[], signing_key=keyf,
+                       outbox=tmp / f"{s.agent_id}.db", **settings,
+                       broker={"host": svc.host, "port": svc.port, "ca": svc.ca, "cert": cert,
+                               "key": key, "resend_after_s": 1.5, "backoff_cap_s": 0.5})
+
+
 def _count(dsn: str, table_name: str) -> int:
     with psycopg.connect(dsn) as c:
         row = c.execute(f"SELECT count(*) FROM {table_name}").fetchone()
@@ -599,23 +624,13 @@ def scenario_outbox_full(svc: Services, scale: Scale, tmp: Path) -> Result:
     from paho.mqtt.enums import CallbackAPIVersion
 
     from edge.agent import Agent
-    from edge.config import AgentConfig
 
     r = Result("outbox-full")
     (s,) = signers("of", 1, scale.readings, first_key=110)
     now = int(time.time() * 1000)
     dsn = svc.new_db([cert_for(s.key, s.agent_id, valid_from_ms=now - DAY,
                                valid_to_ms=now + 30 * DAY)])
-    keyf = tmp / f"{s.agent_id}.key"
-    keyf.write_bytes(s.key.private_bytes(serialization.Encoding.PEM,
-                                         serialization.PrivateFormat.PKCS8,
-                                         serialization.NoEncryption()))
-    keyf.chmod(0o600)
-    cert, key = svc.issue(s.agent_id)
-    cfg = AgentConfig(agent_id=s.agent_id, meters=[], signing_key=keyf,
-                      outbox=tmp / f"{s.agent_id}.db", outbox_max_messages=scale.outbox_limit,
-                      broker={"host": svc.host, "port": svc.port, "ca": svc.ca, "cert": cert,
-                              "key": key, "resend_after_s": 1.5, "backoff_cap_s": 0.5})
+    cfg = agent_config(svc, s, tmp, outbox_max_messages=scale.outbox_limit)
     # a watcher on the agent's events topic (the ingestor identity may read every agent's)
     events: list[dict[str, Any]] = []
     icert, ikey = svc.issue("wattrail-ingestor")
@@ -655,8 +670,7 @@ def scenario_outbox_full(svc: Services, scale: Scale, tmp: Path) -> Result:
         watcher.loop_stop()
         watcher.disconnect()
         if ing is not None:
-            ing.terminate()
-            ing.wait(15)
+            _stop([ing])
     r.seconds = time.monotonic() - t0
     r.figures = {"refused_cycles": refused, "alarms_on_events": alarms,
                  "signed_envelopes": len(signed), "accepted_after_drain": int(seq_after is not None)}
@@ -664,18 +678,6 @@ def scenario_outbox_full(svc: Services, scale: Scale, tmp: Path) -> Result:
                    f"{alarms} outbox-full alarms on events, sealing resumed after the drain: "
                    f"{seq_after is not None}")
     return check(dsn, {s.agent_id: signed}, scale.readings, r)
-
-
-def _stop(procs: list[subprocess.Popen[bytes]]) -> None:
-    for p in procs:
-        if p.poll() is None:
-            p.terminate()
-    for p in procs:
-        try:
-            p.wait(15)
-        except subprocess.TimeoutExpired:
-            p.kill()
-            p.wait()
 
 
 def scenario_ingestor_kill(svc: Services, scale: Scale, tmp: Path, seed: int = 3) -> Result:
@@ -720,9 +722,7 @@ def scenario_ingestor_kill(svc: Services, scale: Scale, tmp: Path, seed: int = 3
         if not drained(fleet.outboxes, 120 + scale.envelopes * scale.agents / 50):
             r.notes.append("outboxes did not drain")
     finally:
-        if feeder is not None:
-            feeder.halt.set()
-            feeder.join(10)
+        feeder.stop()
         fleet.stop()
         _stop(ings + spare)
     r.seconds = time.monotonic() - t0
@@ -768,9 +768,7 @@ def scenario_db_crash(svc: Services, scale: Scale, tmp: Path, seed: int = 4) -> 
         if ing.poll() is not None:
             r.notes.append(f"ingestor exited with {ing.returncode}")
     finally:
-        if feeder is not None:
-            feeder.halt.set()
-            feeder.join(10)
+        feeder.stop()
         fleet.stop()
         _stop([ing])
     r.seconds = time.monotonic() - t0
@@ -815,20 +813,16 @@ def scenario_disk_full(svc: Services, scale: Scale, tmp: Path) -> Result:
                 ob.append(seq, chains[s.agent_id][seq - 1], 0)
             pub.notify()
 
-    def stored() -> int:
-        with psycopg.connect(dsn) as c:
-            return int(c.execute("SELECT count(*) FROM envelopes").fetchone()[0])  # type: ignore[index]
-
     try:
         feed(1, third)
         if not drained(fleet.outboxes, 60):
             r.notes.append("first phase did not drain")
         filled_mb = fill_disk(disk_here / "filler")
-        before = stored()
+        before = _count(dsn, "envelopes")
         feed(third + 1, 2 * third)
         time.sleep(4.0)
         depth_while_full = sum(ob.depth for ob in fleet.outboxes)
-        stored_while_full = stored() - before
+        stored_while_full = _count(dsn, "envelopes") - before
         alive = ing.poll() is None
         (disk_here / "filler").unlink()  # a runaway log file, deleted by the operator
         freed = time.monotonic()
@@ -884,7 +878,6 @@ def scenario_clock_jump(svc: Services, scale: Scale, tmp: Path) -> Result:
     the cloud records it, and nothing else changes: every envelope stored, in seq order, no
     quarantine even though sent_at goes backwards."""
     from edge.agent import Agent, ClockWatch
-    from edge.config import AgentConfig
 
     r = Result("clock-jump")
     (s,) = signers("cj", 1, scale.readings, first_key=190)
@@ -892,16 +885,7 @@ def scenario_clock_jump(svc: Services, scale: Scale, tmp: Path) -> Result:
     dsn = svc.new_db([cert_for(s.key, s.agent_id,
                                valid_from_ms=now - 3 * scale.clock_envelopes * CLOCK_POLL_MS - DAY,
                                valid_to_ms=now + 30 * DAY)])
-    keyf = tmp / f"{s.agent_id}.key"
-    keyf.write_bytes(s.key.private_bytes(serialization.Encoding.PEM,
-                                         serialization.PrivateFormat.PKCS8,
-                                         serialization.NoEncryption()))
-    keyf.chmod(0o600)
-    cert, key = svc.issue(s.agent_id)
-    cfg = AgentConfig(agent_id=s.agent_id, meters=[], signing_key=keyf,
-                      outbox=tmp / f"{s.agent_id}.db",
-                      broker={"host": svc.host, "port": svc.port, "ca": svc.ca, "cert": cert,
-                              "key": key, "resend_after_s": 1.5, "backoff_cap_s": 0.5})
+    cfg = agent_config(svc, s, tmp)
     # one poll cycle = 5 min of monotonic time: after the -1 h step the agent stamps 12 cycles'
     # readings with instants it already used during the +1 h phase, which the cloud must keep
     tick = {"mono": 0, "offset": 0}
