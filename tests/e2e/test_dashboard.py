@@ -14,10 +14,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
 import subprocess
-import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -26,13 +23,13 @@ from urllib.parse import urlsplit
 import httpx
 import psycopg
 import pytest
-import uvicorn
 
 from cloud.api.config import Settings
-from cloud.api.dashboard import CSP, STATIC_DIR, mount_dashboard
+from cloud.api.dashboard import CSP, STATIC_DIR
 from cloud.api.main import create_app
 from tests.conftest import REPO, Services, create_database, drop_database
 from tests.e2e.dashboard_data import Dataset, build
+from tests.support.api_server import serve_api
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration]
 
@@ -55,12 +52,6 @@ def playwright_core() -> Path:
     return path
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @pytest.fixture(scope="module")
 def dataset(services: Services, template_db: str,
             tmp_path_factory: pytest.TempPathFactory) -> Iterator[Dataset]:
@@ -75,29 +66,10 @@ def dataset(services: Services, template_db: str,
 
 @pytest.fixture(scope="module")
 def base_url(dataset: Dataset) -> Iterator[str]:
-    """The API with the dashboard mounted (as the app factory will), uvicorn on a free port."""
+    """The API (create_app mounts the dashboard), uvicorn on a free port."""
     app = create_app(Settings(dsn=dataset.dsn, rate_limit_per_s=1000.0, rate_limit_burst=1000))  # type: ignore[call-arg]
-    mount_dashboard(app)
-    port = _free_port()
-    srv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning",
-                                        lifespan="on", ws="none", access_log=False))
-    thread = threading.Thread(target=srv.run, name="dashboard-api", daemon=True)
-    thread.start()
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 20
-    while not srv.started:
-        if time.monotonic() > deadline or not thread.is_alive():
-            pytest.fail("the API server did not start")
-        time.sleep(0.02)
-    try:
-        while httpx.get(f"{base}/healthz").status_code != 200:
-            if time.monotonic() > deadline:
-                pytest.fail("the API never reached the database")
-            time.sleep(0.05)
+    with serve_api(app, "dashboard-api") as base:
         yield base
-    finally:
-        srv.should_exit = True
-        thread.join(10)
 
 
 def drive(playwright_core: Path, base: str, name: str, steps: list[dict[str, Any]]) -> dict[str, Any]:

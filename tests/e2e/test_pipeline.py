@@ -17,9 +17,6 @@ TimescaleDB -> `cloud.analytics.batch.analyze`. Then a grid engineer's token ask
 from __future__ import annotations
 
 import asyncio
-import socket
-import threading
-import time
 from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
@@ -28,7 +25,6 @@ from typing import Any
 import httpx
 import psycopg
 import pytest
-import uvicorn
 from rich.console import Console
 
 from cloud.api.config import Settings
@@ -36,6 +32,7 @@ from cloud.api.main import create_app
 from cloud.api.tokens import create_token
 from cloud.store.migrate import migrate
 from tests.conftest import Services, create_database, drop_database
+from tests.support.api_server import serve_api
 from wattrail.demo import DemoOptions
 from wattrail.demo_run import DemoRun
 
@@ -52,12 +49,6 @@ TOP = 5  # every known thief ranks within the top TOP of the 120 customer meters
 # Both read the same register values, so they differ only by float rounding: 1 Wh (of
 # hundreds of kWh).
 TOL_WH = 1.0
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @pytest.fixture(scope="module")
@@ -106,25 +97,10 @@ def api(pipeline: dict[str, Any]) -> Iterator[httpx.Client]:
     work: Path = pipeline["work"]
     settings = Settings(dsn=dsn, ca_cert=work / "pki" / "ca.crt",  # type: ignore[call-arg]
                         rate_limit_per_s=10_000.0, rate_limit_burst=10_000)
-    port = _free_port()
-    srv = uvicorn.Server(uvicorn.Config(create_app(settings), host="127.0.0.1", port=port,
-                                        log_level="warning", lifespan="on", ws="none",
-                                        access_log=False))
-    thread = threading.Thread(target=srv.run, name="e2e-api", daemon=True)
-    thread.start()
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 20
-    try:
-        with httpx.Client(base_url=base, timeout=30,
-                          headers={"Authorization": f"Bearer {token}"}) as client:
-            while not srv.started or client.get("/healthz").status_code != 200:
-                if time.monotonic() > deadline or not thread.is_alive():
-                    pytest.fail("the API did not start")
-                time.sleep(0.05)
-            yield client
-    finally:
-        srv.should_exit = True
-        thread.join(10)
+    with serve_api(create_app(settings), "e2e-api") as base, \
+            httpx.Client(base_url=base, timeout=30,
+                         headers={"Authorization": f"Bearer {token}"}) as client:
+        yield client
 
 
 def _net_delta(conn: psycopg.Connection[Any], meter: str, start: datetime, end: datetime) -> float:

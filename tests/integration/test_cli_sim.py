@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import socket
 import subprocess
 import sys
 import time
@@ -18,12 +17,6 @@ from protocols.maps import get_map
 from protocols.planner import plan_reads
 
 pytestmark = pytest.mark.integration
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def test_wattrail_sim_serves_and_writes_truth(tmp_path: Path) -> None:

@@ -29,6 +29,7 @@ from typer.testing import CliRunner
 
 from security.pki import init_ca, issue_agent, issue_service
 from tests.support.mqtt import MqttTestClient
+from tests.support.net import free_port
 from wattrail.cli import app
 
 pytestmark = pytest.mark.integration
@@ -46,12 +47,6 @@ NOT_AUTHORIZED = 0x87
 HOST = "localhost"  # the name the healthcheck dials; deploy init puts it in the server certificate
 
 runner = CliRunner()
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _compose_opts(name: str) -> list[str]:
@@ -77,7 +72,7 @@ class ComposeBroker:
     def __init__(self, root: Path) -> None:
         self.root = root
         self.certs = root / "certs"  # the `broker-certs` volume deploy init writes
-        self.port = _free_port()
+        self.port = free_port()
         # container path -> host path, one per volume of the compose service (the conf itself aside)
         self.mounts = {"/mosquitto/config/acl": root / "config" / "acl",
                        "/mosquitto/certs": self.certs,

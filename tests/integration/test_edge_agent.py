@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import socket
 import subprocess
 import sys
 import time
@@ -25,19 +24,13 @@ from protocols.envelope import GENESIS_PREV_HASH, envelope_hash
 from protocols.reading import Quality
 from protocols.topics import encode_ack
 from security.chain import ChainState
-from security.keyring import KeyCertificate, Keyring
-from security.keys import generate_key, key_id, raw_public_key, save_private_key
+from security.keys import generate_key, save_private_key
 from security.verify import Status, verify_envelope
 from tests.conftest import ClientCert, Services
+from tests.support.edge import keyring_for
 from tests.support.mqtt import MqttTestClient
 
 pytestmark = pytest.mark.integration
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture(scope="module")
@@ -90,15 +83,6 @@ def make_config(tmp: Path, agent_id: str, services: Services, cert: ClientCert, 
         broker=BrokerSettings(host=services.mqtt_host, port=services.mqtt_port,
                               ca=services.ca_cert, cert=cert.cert, key=cert.key,
                               resend_after_s=60))
-
-
-def keyring_for(cfg: AgentConfig) -> Keyring:
-    from security.keys import load_private_key
-
-    key = load_private_key(cfg.signing_key)
-    now = int(time.time() * 1000)
-    return Keyring([KeyCertificate(cfg.agent_id, key_id(key), raw_public_key(key),
-                                   now - 86_400_000, now + 86_400_000)])
 
 
 @pytest.fixture

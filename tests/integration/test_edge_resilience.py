@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import socket
 import subprocess
 import sys
 import time
@@ -31,23 +30,18 @@ from firmware_sim.serve import build_simulation
 from protocols.reading import Quality
 from protocols.topics import encode_ack
 from security.chain import ChainState
-from security.keyring import KeyCertificate, Keyring
-from security.keys import generate_key, key_id, load_private_key, raw_public_key, save_private_key
+from security.keys import generate_key, save_private_key
 from security.verify import Status, verify_envelope
 from tests.conftest import ClientCert, Services
+from tests.support.edge import keyring_for
 from tests.support.mqtt import MqttTestClient, Received
+from tests.support.net import free_port
 from tests.support.proxy import TcpProxy
 from wattrail.cli import app
 from wattrail.edge_cmd import status_report
 
 pytestmark = pytest.mark.integration
 REPO = Path(__file__).resolve().parents[2]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class Sim:
@@ -104,13 +98,6 @@ def make_config(tmp: Path, agent_id: str, services: Services, cert: ClientCert, 
                               ca=services.ca_cert, cert=cert.cert, key=cert.key,
                               resend_after_s=60, backoff_cap_s=0.5, keepalive_s=5),
         **kw)  # type: ignore[arg-type]
-
-
-def keyring_for(cfg: AgentConfig) -> Keyring:
-    key = load_private_key(cfg.signing_key)
-    now = int(time.time() * 1000)
-    return Keyring([KeyCertificate(cfg.agent_id, key_id(key), raw_public_key(key),
-                                   now - 86_400_000, now + 86_400_000)])
 
 
 @pytest.fixture
@@ -216,7 +203,7 @@ def test_dead_and_busy_meters_are_skipped_and_the_others_keep_their_schedule(
     units = [u for u in sim.units if u[1] == sim.dead] + \
         [u for u in sim.units if u[1] not in (sim.dead, sim.busy)][:6] + \
         [u for u in sim.units if u[1] == sim.busy]
-    health_port = _free_port()
+    health_port = free_port()
     cfg = make_config(tmp_path, agent_id, services, issue_client_cert(agent_id), sim,
                       units=units, interval=interval, breaker_threshold=threshold,
                       breaker_base_s=1.0, breaker_cap_s=8.0, stagger_fraction=0.0,

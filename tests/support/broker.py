@@ -26,14 +26,9 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from security.pki import init_ca
+from tests.support.net import free_port
 
 ACL = Path(__file__).resolve().parents[2] / "deploy" / "mosquitto" / "acl"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def issue_server_cert(pki_dir: Path, out: Path) -> tuple[Path, Path]:
@@ -72,7 +67,7 @@ class PrivateBroker:
         init_ca(self.pki)
         crt, key = issue_server_cert(self.pki, root / "server")
         self.ca = self.pki / "ca.crt"
-        self.port = _free_port()
+        self.port = free_port()
         (root / "acl").write_text(ACL.read_text())
         self.log = root / "mosquitto.log"
         self.conf = root / "mosquitto.conf"
