@@ -25,6 +25,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from cloud.store.cli import connect_or_exit
+
 err = Console(stderr=True)
 out = Console()
 
@@ -37,14 +39,6 @@ def mount(app: typer.Typer) -> None:
     app.command("analyze")(analyze_cmd)
     app.command("evaluate")(evaluate_cmd)
 
-
-def _connect(dsn: str) -> psycopg.Connection[Any]:
-    try:
-        return psycopg.connect(dsn, autocommit=True)
-    except psycopg.OperationalError as exc:
-        err.print(f"[red]cannot connect to the database:[/red] {exc}".rstrip()
-                  + "\nCheck --dsn / WATTRAIL_DSN and that the server runs (scripts/services status).")
-        raise typer.Exit(2) from exc
 
 
 def _utc(t: datetime) -> datetime:
@@ -172,7 +166,7 @@ def analyze_cmd(
                                      param_hint=f"'{flag}'")
     from cloud.analytics.fetch import FetchError
 
-    with _connect(dsn) as conn, err.status("starting") as status:
+    with connect_or_exit(dsn) as conn, err.status("starting") as status:
         try:
             res = analyze(conn, _utc(start), _utc(end), step_s=step, regions=region or None,
                           progress=lambda stage: status.update(f"{stage}..."))
@@ -223,7 +217,7 @@ def evaluate_cmd(
     except (OSError, json.JSONDecodeError) as exc:
         err.print(f"[red]{truth}: cannot read the truth file:[/red] {exc}")
         raise typer.Exit(1) from exc
-    with _connect(dsn) as conn:
+    with connect_or_exit(dsn) as conn:
         try:
             result = evaluate_run(conn, doc, run)
         except EvaluationError as exc:

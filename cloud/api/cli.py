@@ -10,6 +10,8 @@ import psycopg
 import typer
 from rich.console import Console
 
+from cloud.store.cli import connect_or_exit
+
 Dsn = Annotated[str, typer.Option(envvar="WATTRAIL_DSN", show_envvar=True,
                                   help="PostgreSQL DSN of the Wattrail database")]
 token_app = typer.Typer(help="API tokens (bearer tokens with a role).", no_args_is_help=True)
@@ -36,12 +38,7 @@ def serve(
 
 
 def _connect(dsn: str) -> psycopg.Connection:
-    try:
-        return psycopg.connect(dsn, autocommit=True)
-    except psycopg.OperationalError as exc:
-        err.print(f"[red]cannot connect to the database:[/red] {exc}".rstrip()
-                  + "\nCheck --dsn / WATTRAIL_DSN and that `wattrail db migrate` ran.")
-        raise typer.Exit(2) from exc
+    return connect_or_exit(dsn, "Check --dsn / WATTRAIL_DSN and that `wattrail db migrate` ran.")
 
 
 @token_app.command("create")

@@ -7,7 +7,7 @@ from __future__ import annotations
 import logging
 from datetime import datetime
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import psycopg
 import typer
@@ -34,13 +34,18 @@ def mount(app: typer.Typer) -> None:
     app.add_typer(readings_app, name="readings")
 
 
-def _connect(dsn: str) -> psycopg.Connection:
+SERVER_HINT = "Check --dsn / WATTRAIL_DSN and that the server runs (scripts/services status)."
+
+
+def connect_or_exit(dsn: str, hint: str = SERVER_HINT) -> psycopg.Connection[Any]:
+    """An autocommit connection for a CLI command, or a one-line error and exit status 2
+    (every `wattrail` command that needs the database says it the same way)."""
     try:
         return psycopg.connect(dsn, autocommit=True)
     except psycopg.OperationalError as exc:
-        err.print(f"[red]cannot connect to the database:[/red] {exc}".rstrip()
-                  + "\nCheck --dsn / WATTRAIL_DSN and that the server runs (scripts/services status).")
+        err.print(f"[red]cannot connect to the database:[/red] {exc}".rstrip() + "\n" + hint)
         raise typer.Exit(2) from exc
+
 
 
 def _fail_validation(exc: ValidationError) -> None:
@@ -58,7 +63,7 @@ def migrate_cmd(dsn: Dsn) -> None:
     from cloud.store.migrate import migrate
 
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    with _connect(dsn) as conn:
+    with connect_or_exit(dsn) as conn:
         try:
             done = migrate(conn)
         except MigrationError as exc:
@@ -74,7 +79,7 @@ def retention_cmd(dsn: Dsn, keep_days: Annotated[int, typer.Option(
     rollups are kept."""
     from cloud.store.retention import drop_old_readings
 
-    with _connect(dsn) as conn:
+    with connect_or_exit(dsn) as conn:
         dropped = drop_old_readings(conn, keep_days)
     out.print(f"dropped {len(dropped)} chunk(s) of raw readings older than {keep_days} days")
 
@@ -88,7 +93,7 @@ def refresh_cmd(dsn: Dsn,
 
     from cloud.store.rollups import refresh_rollups
 
-    with _connect(dsn) as conn:
+    with connect_or_exit(dsn) as conn:
         written = refresh_rollups(conn, start.replace(tzinfo=start.tzinfo or UTC),
                                   end.replace(tzinfo=end.tzinfo or UTC))
     out.print(", ".join(f"{t}: {n} rows" for t, n in written.items()))
@@ -99,7 +104,7 @@ def topology_import(file: Annotated[Path, typer.Argument(exists=True, dir_okay=F
     """Import or update the grid from a grid file (docs/grid-file.md)."""
     from cloud.store.topology import import_topology
 
-    with _connect(dsn) as conn:
+    with connect_or_exit(dsn) as conn:
         try:
             counts = import_topology(conn, file)
         except ValidationError as exc:
@@ -116,7 +121,7 @@ def readings_import(
     from cloud.store.historical import import_readings_csv
     from cloud.store.rollups import refresh_rollups
 
-    with _connect(dsn) as conn, Progress(TextColumn("{task.description}"), BarColumn(),
+    with connect_or_exit(dsn) as conn, Progress(TextColumn("{task.description}"), BarColumn(),
                                          TextColumn("{task.completed:,}/{task.total:,}"),
                                          TimeElapsedColumn(), console=err) as bar:
         tasks: dict[str, TaskID] = {}
