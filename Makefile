@@ -1,5 +1,5 @@
 # Wattrail: the two commands are `make demo` and `make test`. Everything else is a step of theirs.
-# On a fresh Debian/Ubuntu machine (root) they install what is missing: python3-venv, Mosquitto,
+# On a fresh Debian/Ubuntu machine (root) they install what is missing: python3-venv, Mosquitto (and its clients),
 # socat, and PostgreSQL 17 + TimescaleDB (from apt, or a cached Debian 13 root on Debian 12).
 
 PYTHON ?= python3
