@@ -41,8 +41,7 @@ class DemoRun:
         self.agents: list[Agent] = []
         self.sim: Simulation | None = None
         self.clock: SimClock | None = None
-        self.late = 0
-        self.late_ticks: set[int] = set()
+        self.wall_s = 0.0  # real seconds the streaming took
 
     # -- preparation -----------------------------------------------------------------------
     def prepare(self) -> None:
@@ -125,7 +124,9 @@ class DemoRun:
                                   port=ep["port"], unit_id=u["unit_id"]) for u in ep["units"]]
             cfg = AgentConfig(
                 agent_id=gw, poll_interval_s=POLL_S, modbus_timeout_s=self.opt.modbus_timeout_s,
-                modbus_retries=0,
+                # no start offsets between links: the clock stands still during a cycle, so an
+                # offset would only cost real time
+                modbus_retries=0, stagger_fraction=0.0,
                 meters=meters, signing_key=self.work / "pki" / "agents" / gw / "signing.key",
                 outbox=self.work / "outbox" / f"{gw}.db",
                 broker=BrokerSettings(host=self.svc["mqtt_host"], port=self.svc["mqtt_port"],
@@ -140,6 +141,14 @@ class DemoRun:
             self.agents.append(agent)
 
     async def stream(self) -> None:
+        """Stream `opt.days` simulated days through the real agents, in lock step.
+
+        The clock is manual: it moves to poll instant k only after every agent has finished and
+        sealed its cycle for instant k - 1, so each reading is taken at its instant exactly, and
+        the same seed gives the same readings whatever else the machine is doing. A slow
+        machine makes the demo take longer, never makes it see a different grid. `opt.speed`,
+        if set, is a ceiling on the pace (simulated seconds per real second), not a promise.
+        """
         from firmware_sim.clock import SimClock
         from firmware_sim.serve import start_service
 
@@ -147,67 +156,43 @@ class DemoRun:
         from firmware_sim.faults import FaultPlan, plan_faults
         from firmware_sim.simulation import IMP
 
-        self.clock = SimClock(self.start_s, self.opt.speed)
-        # a few meters misbehave as field meters do: slow or no replies, exception codes,
-        # dropped connections, register rollover (firmware_sim/faults.py)
+        self.clock = SimClock(self.start_s, manual=True)
+        # a few meters misbehave as field meters do: exception codes, corrupt frames, dropped
+        # connections, clock drift (firmware_sim/faults.py)
         reg0 = {c.meter_id: float(self.sim.cust_rep[i, IMP])
                 for i, c in enumerate(self.sim.grid.customers)}
         planned = plan_faults(self.sim.grid.seed, list(reg0), self.opt.fault_rate, reg0)
         # Not the simulator's early register wrap: it wraps at an arbitrary value just above
         # the start (so it happens within a test), which no analysis can tell from a rollback;
         # real meters wrap at their register's modulus, which the analytics know per model.
-        # Nor slow or silent meters here: at 480x a second of real waiting is eight simulated
-        # minutes of a whole bus, which no field bus suffers (tests cover those faults).
+        # Nor slow or silent meters: they cost real seconds of waiting on every poll (the clock
+        # waits for them) and the tests cover those faults on their own.
         faults = FaultPlan(planned.seed, {m: f for m, f in planned.meters.items()
                                           if not (f.rollover_wh or f.slow_prob or f.timeout_prob)})
         service = await start_service(self.sim, self.clock, base_port=0, faults=faults)
-        store = service.store
-        sim = self.sim
-
-        async def keep_ahead() -> None:
-            # Meters answer for the store's current (quantised) instant; the simulation must
-            # follow that instant closely but never pass it (a request for a minute it has
-            # already left fails), exactly as firmware_sim.serve does.
-            while True:
-                sim.advance_to(store.now())
-                await asyncio.sleep(0.05)
-
-        ahead = asyncio.create_task(keep_ahead())
         try:
             self._agents(service.endpoints)
             for a in self.agents:
                 a.publisher.start()
             ticks = int(self.opt.days * 86_400 // POLL_S)
             outage = self._outage_plan(service.endpoints, ticks) if self.opt.outage else None
-            started = time.monotonic()
-            with Live(self._progress(0, ticks, started), console=self.console,
-                      refresh_per_second=2) as live:
+            progress = _Progress(self, ticks)
+            with progress:
+                started = time.monotonic()
                 for k in range(1, ticks + 1):
                     target = self.start_s + k * POLL_S
-                    await asyncio.sleep(self.clock.real_seconds_until(target))
-                    self.sim.advance_to(store.now())
+                    if self.opt.speed:  # a ceiling on the pace, never a deadline
+                        await asyncio.sleep(max(0.0, started + k * POLL_S / self.opt.speed
+                                                - time.monotonic()))
+                    self.clock.advance_to(target)
+                    self.sim.advance_to(target)
                     if outage is not None:
                         self._apply_outage(outage, k, faults)
+                    # every agent polls and seals instant k; only then may the clock move on
                     await asyncio.gather(*(a.cycle() for a in self.agents))
-                    if self.clock.now() > target + POLL_S:
-                        self.late += 1  # the cycle overran its tick: readings drift later
-                        self.late_ticks.add(k)
-                    if k % 4 == 0 or k == ticks:
-                        live.update(self._progress(k, ticks, started))
-                deadline = time.monotonic() + 60
-                while time.monotonic() < deadline and any(a.outbox.depth for a in self.agents):
-                    await asyncio.sleep(0.5)
-                    live.update(self._progress(ticks, ticks, started))
-                # let the transparency log's next signed head cover everything stored
-                deadline = time.monotonic() + 15
-                while time.monotonic() < deadline:
-                    c = self._counts()
-                    if (c["tree"] or 0) >= c["envelopes"]:
-                        break
-                    await asyncio.sleep(0.5)
-                live.update(self._progress(ticks, ticks, started))
+                    progress.tick(k)
+                await self._drain(progress)
         finally:
-            ahead.cancel()
             # pymodbus clients belong to this event loop: close them while it still runs
             for a in self.agents:
                 a.close()
@@ -216,6 +201,30 @@ class DemoRun:
         from firmware_sim.truth import write_truth
 
         write_truth(self.sim, self.work / "truth.json")
+
+    async def _drain(self, progress: _Progress, stall_s: float = 120.0) -> None:
+        """Wait until the cloud has committed every sealed envelope, then for the transparency
+        log's next signed head to cover them. Give up only after `stall_s` real seconds without
+        progress (a loaded machine is slow, not stuck), and say so."""
+        last, since = -1, time.monotonic()
+        while any(a.outbox.depth for a in self.agents):
+            depth = sum(a.outbox.depth for a in self.agents)
+            if depth != last:
+                last, since = depth, time.monotonic()
+            elif time.monotonic() - since > stall_s:
+                self.console.print(f"[red]{depth} envelopes still unconfirmed after {stall_s:.0f} s "
+                                   "without progress[/red]: see the ingest logs in "
+                                   f"{self.work}")
+                break
+            await asyncio.sleep(0.5)
+            progress.refresh()
+        since = time.monotonic()
+        while time.monotonic() - since < stall_s:
+            c = self._counts()
+            if (c["tree"] or 0) >= c["envelopes"]:
+                break
+            await asyncio.sleep(0.5)
+        progress.refresh()
 
     def _outage_plan(self, endpoints: list[dict[str, Any]], ticks: int) -> dict[str, Any]:
         """One transformer's low-voltage side loses supply for a simulated hour, 40% into
@@ -255,32 +264,33 @@ class DemoRun:
             env = conn.execute("SELECT coalesce(sum(n), 0), coalesce(sum(top - n), 0) FROM "
                                "(SELECT count(*) n, max(seq) top FROM envelopes GROUP BY agent_id)"
                                " per_agent").fetchone()
-            q = dict(conn.execute("SELECT reason, sum(count) FROM quarantine GROUP BY 1").fetchall())
+            q: dict[str, int] = dict(conn.execute(
+                "SELECT reason, sum(count) FROM quarantine GROUP BY 1").fetchall())
             head = conn.execute("SELECT max(tree_size) FROM tlog_tree_heads").fetchone()
             rows = conn.execute("SELECT sum(committed_upto) FROM agent_progress").fetchone()
         return {"envelopes": env[0] if env else 0, "gaps": env[1] if env else 0,
                 "quarantine": q, "tree": head[0] if head else None,
                 "committed": rows[0] if rows else 0}
 
-    def _progress(self, k: int, ticks: int, started: float) -> Table:
+    def progress_rows(self, k: int, ticks: int, elapsed_s: float) -> list[tuple[str, str]]:
         c = self._counts()
         readings = sum(a.poller.stats.readings for a in self.agents)
-        elapsed = max(time.monotonic() - started, 1e-6)
-        t = Table(title=f"simulated {k * POLL_S / 3600:.1f} h of {ticks * POLL_S / 3600:.0f} h",
-                  show_header=False)
-        t.add_row("readings polled", f"{readings:,} ({readings / elapsed:,.0f}/s)")
-        t.add_row("envelopes stored", f"{c['envelopes']:,} (committed prefix {c['committed'] or 0:,})")
-        t.add_row("late poll cycles", f"{self.late} (lower --speed if this grows)")
-        t.add_row("outbox depth", f"{sum(a.outbox.depth for a in self.agents):,}")
-        t.add_row("quarantined", ", ".join(f"{k} {v}" for k, v in c["quarantine"].items()) or "0")
-        t.add_row("missing seqs (chain gaps)", str(c["gaps"]))
-        t.add_row("transparency log", f"{c['tree'] or 0:,} leaves signed")
-        return t
+        elapsed = max(elapsed_s, 1e-6)
+        return [
+            ("simulated", f"{k * POLL_S / 3600:.1f} h of {ticks * POLL_S / 3600:.0f} h "
+                          f"({k * POLL_S / 3600 / (elapsed / 60):,.1f} simulated h per wall minute)"),
+            ("readings polled", f"{readings:,} ({readings / elapsed:,.0f}/s)"),
+            ("envelopes stored", f"{c['envelopes']:,} (committed prefix {c['committed'] or 0:,})"),
+            ("outbox depth", f"{sum(a.outbox.depth for a in self.agents):,}"),
+            ("quarantined", ", ".join(f"{k} {v}" for k, v in c["quarantine"].items()) or "0"),
+            ("missing seqs (chain gaps)", str(c["gaps"])),
+            ("transparency log", f"{c['tree'] or 0:,} leaves signed"),
+        ]
 
     # -- report -----------------------------------------------------------------------------
     def report(self) -> None:
         c = self._counts()
-        quality = {}
+        quality: dict[int, int] = {}
         with psycopg.connect(self.dsn, autocommit=True) as conn:
             quality = dict(conn.execute("SELECT quality, count(*) FROM readings GROUP BY 1"
                                         ).fetchall())
@@ -305,16 +315,7 @@ class DemoRun:
 
         # from the first poll (there is no reading at the simulation's very start) to the last
         ticks = int(self.opt.days * 86_400 // POLL_S)
-        # A first cycle that overran its tick (connections, first signatures) left its instant
-        # without readings everywhere at once: not an outage but the demo starting up. The
-        # analysis begins after such start-up cycles, and says so.
-        first = 1
-        while first in self.late_ticks and first < ticks:
-            first += 1
-        if first > 1:
-            self.console.print(f"analysis from poll {first}: the first {first - 1} poll cycle(s) "
-                               "overran their tick while the agents started")
-        start = dt.datetime.fromtimestamp(self.start_s + first * POLL_S, dt.UTC)
+        start = dt.datetime.fromtimestamp(self.start_s + POLL_S, dt.UTC)
         end = dt.datetime.fromtimestamp(self.start_s + ticks * POLL_S, dt.UTC)
         with psycopg.connect(self.dsn) as conn:
             res = analyze(conn, start, end, step_s=POLL_S)
@@ -411,3 +412,56 @@ class DemoRun:
                 p.wait(15)
         for log in self.logs:
             log.close()
+
+
+class _Progress:
+    """The demo's live table on a terminal; a plain line every simulated 4 hours (and at the
+    end) otherwise, so a log or CI output shows progress as it happens, not all at the end."""
+
+    def __init__(self, run: DemoRun, ticks: int) -> None:
+        self.run, self.ticks, self.k = run, ticks, 0
+        self.started = time.monotonic()
+        self.live: Live | None = None
+        self.every = max(1, 4 * 3600 // POLL_S)
+
+    def _table(self) -> Table:
+        t = Table(show_header=False, title="streaming")
+        for name, value in self.run.progress_rows(self.k, self.ticks, time.monotonic() - self.started):
+            t.add_row(name, value)
+        return t
+
+    def __enter__(self) -> _Progress:
+        self.started = time.monotonic()
+        if self.run.console.is_terminal:
+            self.live = Live(self._table(), console=self.run.console, refresh_per_second=2)
+            self.live.__enter__()
+        return self
+
+    def tick(self, k: int) -> None:
+        self.k = k
+        if self.live is not None:
+            if k % 4 == 0 or k == self.ticks:
+                self.live.update(self._table())
+        elif k % self.every == 0 or k == self.ticks:
+            self._line()
+
+    def refresh(self) -> None:
+        if self.live is not None:
+            self.live.update(self._table())
+
+    def _line(self) -> None:
+        rows = dict(self.run.progress_rows(self.k, self.ticks, time.monotonic() - self.started))
+        self.run.console.print("; ".join(f"{k} {v}" for k, v in rows.items()), soft_wrap=True)
+
+    def __exit__(self, *exc: object) -> None:
+        if self.live is not None:
+            self.live.update(self._table())
+            self.live.__exit__(None, None, None)
+        else:
+            self._line()
+        elapsed = time.monotonic() - self.started
+        self.run.wall_s = elapsed
+        self.run.console.print(f"streamed {self.k * POLL_S / 3600:.0f} simulated h in "
+                               f"{elapsed / 60:.1f} wall min "
+                               f"({self.k * POLL_S / 3600 / max(elapsed / 60, 1e-9):,.1f} simulated h "
+                               "per wall minute), every poll on its instant (lock-step clock)")

@@ -39,6 +39,16 @@ def test_manual_clock_moves_only_when_stepped():
         clock.step(-1.0)
 
 
+def test_lock_step_clock_lands_exactly_on_each_instant():
+    # start + k x 900 by repeated float steps would drift; advance_to lands on the instant
+    clock = SimClock(1_767_225_600.0, manual=True)
+    for k in range(1, 200):
+        assert clock.advance_to(1_767_225_600.0 + k * 900) == 1_767_225_600.0 + k * 900
+    assert clock.advance_to(clock.now()) == clock.now()  # already there: nothing moves
+    with pytest.raises(ValueError, match="backwards"):
+        clock.advance_to(clock.now() - 1)
+
+
 def test_speed_must_be_positive():
     with pytest.raises(ValueError, match="speed"):
         SimClock(0.0, speed=0.0)
