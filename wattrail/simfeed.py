@@ -98,6 +98,7 @@ def sample(sim: Simulation, step_s: int, n_instants: int, faults: FaultPlan | No
         cust.p_w[:, k], cust.q_var[:, k] = p, q
         cust.status[:, k] = st.status
         cust.present[:, k] = True
+        cust.polled[:, k] = bal.polled[:, k] = fdr.polled[:, k] = True  # every meter is asked
         for c_idx, mid in faulty:
             if faults is not None and faults.decide(mid)[0] in _MISSING:
                 cust.present[c_idx, k] = False

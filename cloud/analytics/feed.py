@@ -3,7 +3,10 @@
 This is the seam between storage and kernels: the database layer (a later task) fills it from
 `readings` with one query per role; `simfeed.sample` fills it from an in-memory simulation.
 Rows are meters, columns instants t0 + k * step_s (k = 0..K-1); intervals are the K - 1 spans
-between instants. NaN = not read; `present` says the meter answered at all.
+between instants. NaN = not read; `present` says the meter answered at all; `polled` says the
+meter was asked at all (a stored row at the instant, a COMMS_LOST one included). A slot that is
+neither is unknown: no poll reached the store (an agent that was late, a window's edge, a gap in
+an import), which is not evidence that the meter or its supply failed.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ class MeterArrays:
     status: np.ndarray  # (M, K) int64 MeterStatus bits
     present: np.ndarray  # (M, K) bool
     modulus_wh: np.ndarray  # (M,) register wrap value, 0 = none (from the meter model's register width)
+    polled: np.ndarray  # (M, K) bool: a row of any quality exists at the instant (present implies it)
 
 
 @dataclass
@@ -76,4 +80,5 @@ def empty_arrays(m: int, k: int) -> MeterArrays:
         np.zeros((m, k), np.int64),
         np.zeros((m, k), np.bool_),
         np.zeros(m),
+        np.zeros((m, k), np.bool_),
     )

@@ -15,7 +15,8 @@ Theory of operation:
 - Snapping: instant k is t0 + k*step. A reading belongs to its nearest instant if it lies within
   `tolerance_s` of it (half-open window); when several do, the closest wins, the earlier on a tie.
   Registers are then treated as read at the instant (an edge poll is seconds off it).
-- Quality: COMMS_LOST / DECODE_ERROR rows are not readings (present stays False). A STALE row
+- Quality: COMMS_LOST / DECODE_ERROR rows are not readings (present stays False), but they
+  prove the meter was asked (polled is True): the outage kernel needs that difference. A STALE row
   proves the meter answered (present) but its registers were not refreshed, so they stay NaN
   rather than put zero energy in one interval and a jump in the next.
 - `modulus_wh` (register wrap) comes from the meter model's register width (`MODULUS_BY_MODEL`),
@@ -205,9 +206,13 @@ class _Snapper:
         rel = rec["ts"].astype(np.int64) + (PG_EPOCH_US - self.t0_us)
         kk = np.floor_divide(rel + self.step_us // 2, self.step_us)
         d = rel - kk * self.step_us
-        ok = (kk >= 0) & (kk < self.k) & (d >= -self.tol_us) & (d < self.tol_us)
-        ok &= ~np.isin(rec["quality"], _NOT_READINGS)
+        near = (kk >= 0) & (kk < self.k) & (d >= -self.tol_us) & (d < self.tol_us)
+        ok = near & ~np.isin(rec["quality"], _NOT_READINGS)
         idx = rec["idx"].astype(np.int64)
+        for role, arr in enumerate(self.arrays):  # asked at the instant, answered or not
+            lo, hi = self.bounds[role], self.bounds[role + 1]
+            sel = np.flatnonzero(near & (idx >= lo) & (idx < hi))
+            arr.polled.reshape(-1)[(idx[sel] - lo) * self.k + kk[sel]] = True
         dkey = 2 * np.abs(d) + (d > 0)
         for role, arr in enumerate(self.arrays):
             lo, hi = self.bounds[role], self.bounds[role + 1]

@@ -1,7 +1,9 @@
 """Outages: the meters of a transformer losing voltage or falling silent together.
 
-A meter is dead at an instant when it did not answer or its highest phase voltage is below
-`dead_fraction` x nominal. A transformer is out at an instant when at least `min_share` of its
+A meter is dead at an instant when it was asked and did not answer (a COMMS_LOST row: `polled`
+but not `present`) or its highest phase voltage is below `dead_fraction` x nominal. A slot
+with no row at all (an agent that was late, the edge of the window, a gap in an import) is
+unknown, not dead: missing data is not evidence of a missing supply. A transformer is out at an instant when at least `min_share` of its
 meters (and at least `min_meters`) are dead: one silent meter is a comms fault, all of them
 together is the supply. Consecutive out instants make an event [start, end) in instants.
 A feeder is out when at least two of its transformers, and at least `feeder_share` of them, are
@@ -82,17 +84,20 @@ def outages(
     min_share: float = 0.8,
     min_meters: int = 2,
     feeder_share: float = 0.5,
+    polled: np.ndarray | None = None,
 ) -> Outages:
     """`present` bool (N, K), `vmax` float64 (N, K) highest phase voltage, `tx_of` int64 (N,),
-    `feeder_of_tx` int64 (X,)."""
+    `feeder_of_tx` int64 (X,); `polled` bool (N, K), None = every meter was asked everywhere."""
     n, k = checks.array("present", present, np.bool_, 2).shape
     checks.array("vmax", vmax, np.float64, 2, (n, k))
+    asked = np.ones((n, k), np.bool_) if polled is None else checks.array(
+        "polled", polled, np.bool_, 2, (n, k))
     checks.array("tx_of", tx_of, np.int64, 1, (n,))
     n_tx = len(checks.array("feeder_of_tx", feeder_of_tx, np.int64, 1))
     checks.index_range("tx_of", tx_of, n_tx)
     checks.index_range("feeder_of_tx", feeder_of_tx, n_feeders)
     with np.errstate(invalid="ignore"):
-        dead = ~present | ~(vmax >= dead_fraction * v_nominal)
+        dead = (asked & ~present) | (present & ~(vmax >= dead_fraction * v_nominal))
     tx_out = np.empty((n_tx, k), np.bool_)
     _group_out(dead, tx_of, n_tx, float(min_share), int(min_meters), tx_out)
     feeder_out = np.empty((n_feeders, k), np.bool_)

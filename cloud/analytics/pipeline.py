@@ -31,7 +31,7 @@ def replaced_marks(status: np.ndarray, present: np.ndarray) -> np.ndarray:
         p = present[:, k]
         out[:, k] = p & flag[:, k] & ~last
         last = np.where(p, flag[:, k], last)
-    return out
+    return out  # type: ignore[no-any-return]  # numpy stubs: zeros_like of an untyped array is Any
 
 
 def intervals(
@@ -116,7 +116,7 @@ def run(feed: Feed, *, block: int = 24, day: int = 96) -> Report:
     f_in = intervals(f, f.import_wh, feed)[0] - intervals(f, f.export_wh, feed)[0]
     feeder_bal = kb.energy_balance(f_in, net, np.ascontiguousarray(topo.feeder_of_tx[topo.tx_of]))
 
-    suspects = _suspects(feed, imp, exp, net, flags, ntl_series, ntl, block, day)
+    suspects = _suspects(feed, imp, exp, net, flags, ntl_series, bal.low_confidence, ntl, block, day)
 
     with np.errstate(all="ignore"):
         vmax = np.nanmax(np.where(np.isnan(c.v), -np.inf, c.v), axis=2)
@@ -145,7 +145,8 @@ def run(feed: Feed, *, block: int = 24, day: int = 96) -> Report:
         kq.overload(s_va, topo.rating_va),
         kq.voltage_band(c.v),
         kq.phase_imbalance(b.i),
-        ko.outages(c.present, vmax, topo.tx_of, topo.feeder_of_tx, len(topo.feeder_ids)),
+        ko.outages(c.present, vmax, topo.tx_of, topo.feeder_of_tx, len(topo.feeder_ids),
+                   polled=c.polled),
         region_wh,
         errors,
     )
@@ -158,6 +159,7 @@ def _suspects(
     net: np.ndarray,
     flags: np.ndarray,
     ntl_series: np.ndarray,
+    low_confidence: np.ndarray,
     ntl: np.ndarray,
     block: int,
     day: int,
@@ -180,7 +182,10 @@ def _suspects(
     # (and flagged), and left in it would swamp every other customer's correlation.
     n_tx = ntl_series.shape[0]
     rolled = kb.group_sum_rows(((flags & ki.FLAG_ROLLBACK) != 0).astype(np.float64), topo.tx_of, n_tx)[0] > 0
-    ntl_clean = np.ascontiguousarray(np.where(rolled, np.nan, ntl_series))
+    # An interval whose balance is low-confidence (customers' values missing: a late poll, the
+    # window's first instants, a gap) shows their whole consumption as "loss". That is unknown,
+    # not evidence: correlating honest meters with it ranked them as thieves. Left out.
+    ntl_clean = np.ascontiguousarray(np.where(rolled | low_confidence, np.nan, ntl_series))
     loc = ktp.localisation(shortfall, ntl_clean, topo.tx_of)
     raw = {
         "flags": mv[:, 3],

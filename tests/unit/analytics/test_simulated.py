@@ -101,3 +101,37 @@ def test_outage_is_detected_and_localised() -> None:
     simfeed.blank_missing(c)
     events = sorted(pipeline.run(feed).outages.events)
     assert events == [("feeder", 1, 40, 44), ("transformer", 0, 10, 20), ("transformer", 0, 30, 33)]
+
+
+def test_no_stored_row_is_unknown_not_an_outage() -> None:
+    # A late start (or the window's edge, or an import with a hole) leaves instants with no row
+    # at all, everywhere at once: nothing says the supply failed. Asked-and-silent meters (rows
+    # stored as COMMS_LOST: polled but not present) at the same instants are an outage.
+    sim = build_simulation(meters=80, seed=3, transformers=4, feeders=2, theft_rate=0.0)
+    feed = simfeed.sample(sim, STEP, 49)
+    c = feed.customers
+    c.present[:, 0:3] = False
+    c.polled[:, 0:3] = False
+    simfeed.blank_missing(c)
+    assert pipeline.run(feed).outages.events == []
+    c.polled[:, 0:3] = True  # the agents asked and nobody answered: every feeder is out
+    events = sorted(pipeline.run(feed).outages.events)
+    assert events == [("feeder", 0, 0, 3), ("feeder", 1, 0, 3)]
+
+
+def test_missing_start_of_window_is_not_theft_evidence() -> None:
+    # One transformer's customers have no readings for the window's first six hours (its agent
+    # started late) while its balance meter reads: that looks like 6 h of total loss. Honest
+    # meters must not be localised to it.
+    sim = build_simulation(meters=120, seed=5, transformers=2, feeders=1, theft_rate=0.0)
+    feed = simfeed.sample(sim, STEP, 2 * PER_DAY + 1)
+    c, topo = feed.customers, feed.topology
+    late = topo.tx_of == 0
+    c.present[late, :25] = False
+    c.polled[late, :25] = False
+    simfeed.blank_missing(c)
+    rep = pipeline.run(feed)
+    loc = rep.suspects.raw["localisation"][late]
+    assert np.nanmax(loc) < 0.5, f"honest meters correlated with a data gap: {np.sort(loc)[-5:]}"
+    assert rep.suspects.score[late].max() < 0.5
+    assert rep.outages.events == []
