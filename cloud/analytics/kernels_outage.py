@@ -3,9 +3,10 @@
 A meter is dead at an instant when it was asked and did not answer (a COMMS_LOST row: `polled`
 but not `present`) or its highest phase voltage is below `dead_fraction` x nominal. A slot
 with no row at all (an agent that was late, the edge of the window, a gap in an import) is
-unknown, not dead: missing data is not evidence of a missing supply. A transformer is out at an instant when at least `min_share` of its
-meters (and at least `min_meters`) are dead: one silent meter is a comms fault, all of them
-together is the supply. Consecutive out instants make an event [start, end) in instants.
+unknown, not dead: missing data is not evidence of a missing supply. A transformer is out at an
+instant when at least `min_share` of its meters (and at least `min_meters`) are dead: one
+silent meter is a comms fault, all of them together is the supply. Consecutive out instants
+make an event [start, end) in instants.
 A feeder is out when at least two of its transformers, and at least `feeder_share` of them, are
 out at the same instant; transformer events inside a feeder event are reported as the feeder's.
 """
