@@ -47,8 +47,8 @@ browser-install:  ## headless Chromium + playwright-core for the dashboard's bro
 lint: venv  ## ruff over everything
 	$(VENV)/bin/ruff check .
 
-typecheck: venv  ## mypy --strict on the pure packages
-	$(VENV)/bin/mypy protocols security
+typecheck: venv  ## mypy over every package (pydantic plugin), --strict on protocols and security
+	$(VENV)/bin/mypy protocols security edge cloud firmware_sim wattrail
 
 test-unit: venv  ## only the pure, fast tests
 	$(VPY) -m pytest tests/unit -q $(PYTEST_ARGS)

@@ -37,6 +37,14 @@ class ModbusLinkError(Exception):
         self.link = link
 
 
+class LinkConfigError(ValueError):
+    """We were told to open a link we cannot open as configured (our fault, not the meter's)."""
+
+    def __init__(self, message: str, *, link: str) -> None:
+        super().__init__(f"{link}: {message}")
+        self.link = link
+
+
 class CommsLost(ModbusLinkError):  # noqa: N818 - the quality flag's name, on purpose
     """No usable answer: the meter, the bus or the gateway is unreachable right now."""
 
@@ -83,6 +91,13 @@ class Link:
         else:
             host, port = target.rsplit(":", 1)
             if kind == "tls":
+                if tls_context is None:
+                    # pymodbus would pass ssl=None on to asyncio and talk plain TCP
+                    raise LinkConfigError(
+                        "transport 'tls' needs an ssl.SSLContext (the gateway's CA, our "
+                        "certificate and key) and none was given; refusing to fall back to "
+                        "plain TCP. Use transport 'tcp' (e.g. through a TLS tunnel)",
+                        link=self.name)
                 self.client = AsyncModbusTlsClient(host, port=int(port), timeout=timeout,
                                                    retries=retries, sslctx=tls_context)
             else:

@@ -309,7 +309,11 @@ class Publisher:
                 self._connect_once()
                 continue
             rc = self._client.loop(timeout=0.05)
-            if rc != mqtt.MQTT_ERR_SUCCESS and self.state is not ConnState.BACKOFF:
+            # loop() runs our callbacks: on a lost connection paho calls on_disconnect before it
+            # returns, which may have moved us to BACKOFF already. Read the state again (mypy
+            # keeps the narrowing of the check above across the call; a declared local does not).
+            state: ConnState = self.state
+            if rc != mqtt.MQTT_ERR_SUCCESS and state is not ConnState.BACKOFF:
                 if self.state is ConnState.CONNECTING:
                     self._failed_before_connack(f"loop: {mqtt.error_string(rc)}")
                 else:

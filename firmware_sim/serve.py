@@ -65,7 +65,7 @@ class GridService:
 
     async def stop(self) -> None:
         for srv in self.servers:
-            await srv.shutdown()
+            await srv.shutdown()  # type: ignore[no-untyped-call]  # pymodbus: no annotations
         self.servers.clear()
 
 

@@ -28,7 +28,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import psycopg
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -37,6 +37,9 @@ from protocols.envelope import GENESIS_PREV_HASH, ClockStatus, Payload, encode_p
 from protocols.reading import Reading
 from security.keyring import KeyCertificate
 from security.keys import key_id, raw_public_key, save_private_key, sign_envelope
+
+if TYPE_CHECKING:  # edge is imported where a scenario runs a real Agent, not at import
+    from edge.config import AgentConfig
 
 REPO = Path(__file__).resolve().parents[1]
 SERVICES = REPO / "scripts" / "services"
@@ -596,18 +599,18 @@ def scenario_partition(svc: Services, scale: Scale, tmp: Path) -> Result:
     return check(dsn, chains, scale.readings, r)
 
 
-def agent_config(svc: Services, s: Signer, tmp: Path, **settings: Any) -> Any:
+def agent_config(svc: Services, s: Signer, tmp: Path, **settings: Any) -> AgentConfig:
     """A real edge Agent's configuration for `s`: its signing key on disk, a TLS identity from
     the services' CA, an outbox under `tmp`, no meters (the scenario seals readings itself)."""
-    from edge.config import AgentConfig
+    from edge.config import AgentConfig, BrokerSettings
 
     keyf = tmp / f"{s.agent_id}.key"
     save_private_key(s.key, keyf)
     cert, key = svc.issue(s.agent_id)
     return AgentConfig(agent_id=s.agent_id, meters=[], signing_key=keyf,
                        outbox=tmp / f"{s.agent_id}.db", **settings,
-                       broker={"host": svc.host, "port": svc.port, "ca": svc.ca, "cert": cert,
-                               "key": key, "resend_after_s": 1.5, "backoff_cap_s": 0.5})
+                       broker=BrokerSettings(host=svc.host, port=svc.port, ca=svc.ca, cert=cert,
+                                             key=key, resend_after_s=1.5, backoff_cap_s=0.5))
 
 
 def _count(dsn: str, table_name: str) -> int:

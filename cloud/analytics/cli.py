@@ -160,10 +160,9 @@ def analyze_cmd(
         assert window_td is not None
         _scheduled(dsn, every_td, window_td, step, region or None, runs)
         return
-    for value, flag in ((start, "--from"), (end, "--to")):
-        if value is None:  # a usage error, exit 2, as when both options were required
-            raise typer.BadParameter("missing: give --from and --to, or --every for the scheduler",
-                                     param_hint=f"'{flag}'")
+    if start is None or end is None:  # a usage error, exit 2, as when both options were required
+        raise typer.BadParameter("missing: give --from and --to, or --every for the scheduler",
+                                 param_hint="'--from'" if start is None else "'--to'")
     from cloud.analytics.fetch import FetchError
 
     with connect_or_exit(dsn) as conn, err.status("starting") as status:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import functools
 import os
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import numpy as np
 from numba import config as numba_config
@@ -29,7 +29,8 @@ def kernel(fn: F) -> F:
     Under NUMBA_DISABLE_JIT=1 (coverage runs) the kernel is plain Python on NumPy scalars, which
     warn on 0/0 or inf - inf where compiled code silently gives NaN; the warning is silenced
     so both modes have the same semantics (and tests that turn warnings into errors agree)."""
-    if numba_config.DISABLE_JIT:
+    # numba.config sets its options at import from the NUMBA_* environment, so mypy cannot see them
+    if numba_config.DISABLE_JIT:  # type: ignore[attr-defined]
 
         @functools.wraps(fn)
         def quiet(*args: Any) -> Any:
@@ -37,5 +38,5 @@ def kernel(fn: F) -> F:
                 return fn(*args)
 
         return quiet  # type: ignore[return-value]
-    out: F = njit(cache=True, fastmath=FASTMATH)(fn)
-    return out
+    # a Dispatcher is called exactly like the function it compiles
+    return cast(F, njit(cache=True, fastmath=FASTMATH)(fn))

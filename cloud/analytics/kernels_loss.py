@@ -143,7 +143,8 @@ def ntl_with_uncertainty(
 def revenue_at_risk(ntl_wh: np.ndarray, tariff_per_kwh: np.ndarray) -> np.ndarray:
     """Money lost per group: only a positive NTL is revenue at risk (a negative one is noise or
     a metering error, reported as such, not as a credit)."""
-    return np.maximum(ntl_wh, 0.0) / 1000.0 * tariff_per_kwh
+    # numpy's stubs give Any for arithmetic on an ndarray of unknown dtype
+    return np.maximum(ntl_wh, 0.0) / 1000.0 * tariff_per_kwh  # type: ignore[no-any-return]
 
 
 @kernel

@@ -113,7 +113,8 @@ def _pearson(a: np.ndarray, b: np.ndarray) -> float:
             cbb += (b[t] - mb) ** 2
     if caa <= 1e-12 * n or cbb <= 1e-12 * n:
         return 0.0  # a constant series carries no shape: correlation 0 by convention
-    return cab / np.sqrt(caa * cbb)
+    # a[t] of an ndarray of unknown dtype is Any to numpy's stubs, and so is cab
+    return cab / np.sqrt(caa * cbb)  # type: ignore[no-any-return]
 
 
 @kernel

@@ -41,12 +41,13 @@ WEIGHTS = np.array([0.95, 0.90, 0.90, 0.90, 0.80, 0.60, 0.60, 0.50])
 
 
 def _ramp(x: np.ndarray, lo: float, hi: float) -> np.ndarray:
-    return np.clip((np.nan_to_num(x, nan=lo) - lo) / (hi - lo), 0.0, 1.0)
+    # numpy's stubs give Any for arithmetic on an ndarray of unknown dtype
+    return np.clip((np.nan_to_num(x, nan=lo) - lo) / (hi - lo), 0.0, 1.0)  # type: ignore[no-any-return]
 
 
 def _logistic(x: np.ndarray, mid: float, width: float) -> np.ndarray:
     z = np.clip((np.nan_to_num(x, nan=-np.inf) - mid) / width, -50.0, 50.0)
-    return 1.0 / (1.0 + np.exp(-z))
+    return 1.0 / (1.0 + np.exp(-z))  # type: ignore[no-any-return]  # numpy stubs: Any, as in _ramp
 
 
 def evidence(raw: dict[str, np.ndarray]) -> np.ndarray:
@@ -67,7 +68,7 @@ def evidence(raw: dict[str, np.ndarray]) -> np.ndarray:
 
 def combine(ev: np.ndarray, weights: np.ndarray = WEIGHTS) -> np.ndarray:
     """Noisy-OR of weighted evidence: (N, K) -> (N,) in [0, 1]."""
-    return 1.0 - np.prod(1.0 - weights[None, :] * ev, axis=1)
+    return 1.0 - np.prod(1.0 - weights[None, :] * ev, axis=1)  # type: ignore[no-any-return]  # as in _ramp
 
 
 @dataclass(frozen=True)

@@ -147,10 +147,17 @@ def _parse_int(buf: npt.NDArray[np.uint8], s: int, e: int) -> tuple[int, int]:
     return (v, E_OK) if v >= 0 else (0, E_NUMBER)
 
 
+# rows, then Tokens' arrays in field order (line ... ints), each max_rows long
+_TokenArrays = tuple[int, npt.NDArray[np.int64], npt.NDArray[np.int64], npt.NDArray[np.uint8],
+                     npt.NDArray[np.uint8], npt.NDArray[np.int64], npt.NDArray[np.int64],
+                     npt.NDArray[np.uint64], npt.NDArray[np.int64], npt.NDArray[np.float64],
+                     npt.NDArray[np.int64]]
+
+
 @njit(cache=True)
 def _tokenize(buf: npt.NDArray[np.uint8], pos: int, roles: npt.NDArray[np.int64],
               slots: npt.NDArray[np.int64], max_rows: int, n_ts: int, n_fl: int, n_int: int,
-              pow10: npt.NDArray[np.float64]):  # type: ignore[no-untyped-def]
+              pow10: npt.NDArray[np.float64]) -> _TokenArrays:
     ncol = roles.shape[0]
     n = buf.shape[0]
     line = np.zeros(max_rows, np.int64)
@@ -285,7 +292,9 @@ def tokenize(buf: npt.NDArray[np.uint8], body_start: int, roles: list[int]) -> T
     slots = np.array([sum(1 for x in roles[:i] if x == roles[i]) for i in range(len(roles))], np.int64)
     # one row per newline, plus one for a last line without its newline
     max_rows = int(np.count_nonzero(buf[body_start:] == 10)) + 1
-    out = _tokenize(buf, body_start, r, slots, max_rows, int((r == ROLE_TS).sum()),
-                    int((r == ROLE_FLOAT).sum()), int((r == ROLE_INT).sum()), _POW10)
-    n = int(out[0])
-    return Tokens(n, *(a[:n] for a in out[1:]))
+    rows, line, line_start, row_err, err, id_s, id_e, id_h, ts, fl, it = _tokenize(
+        buf, body_start, r, slots, max_rows, int((r == ROLE_TS).sum()),
+        int((r == ROLE_FLOAT).sum()), int((r == ROLE_INT).sum()), _POW10)
+    n = int(rows)
+    return Tokens(n, line[:n], line_start[:n], row_err[:n], err[:n], id_s[:n], id_e[:n],
+                  id_h[:n], ts[:n], fl[:n], it[:n])

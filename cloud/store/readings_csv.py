@@ -103,7 +103,7 @@ def _field_problems(data: bytes, plan: ColumnPlan, tk_err: npt.NDArray[np.uint8]
         text = _line_fields(data, int(tk_start[r]))[c]
         floats[r, plan.slot(plan.names[c])] = float(text)  # the kernel checked the syntax
         bad_field[r, c] = False
-    return bad_field.any(axis=1)
+    return bad_field.any(axis=1)  # type: ignore[no-any-return]  # numpy stubs: any(axis=...) is Any
 
 
 def _factorize(buf: npt.NDArray[np.uint8], id_s: npt.NDArray[np.int64],

@@ -317,7 +317,8 @@ async def list_quarantine(
     since: Annotated[Time | None, Query(description="last_seen at or after")] = None,
     fmt: FormatParam = None,
 ) -> Page[QuarantinePublic] | Response:
-    where, params = [], []
+    where: list[str] = []
+    params: list[str | datetime] = []  # the values of where's %s placeholders, in order
     for cond, v in (("q.reason = %s", reason), ("q.agent_id = %s", agent_id)):
         if v is not None:
             where.append(cond)
