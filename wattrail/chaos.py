@@ -140,14 +140,18 @@ class Services:
         return dsn
 
     def ingestor(self, dsn: str, group: str, *, max_batch: int = 64,
-                 **env: str) -> subprocess.Popen[bytes]:
+                 crash: tuple[str, int] | None = None, **env: str) -> subprocess.Popen[bytes]:
+        """A `wattrail ingest` process; `crash=(point, n)` makes it die at that point of its
+        n-th batch (wattrail/chaos_ingest.py: "mid-batch" exits 71, "after-commit" 70)."""
         cert, key = self.issue("wattrail-ingestor")
         e = dict(os.environ, WATTRAIL_DSN=dsn, WATTRAIL_MQTT_HOST=self.host,
                  WATTRAIL_MQTT_PORT=str(self.port), WATTRAIL_MQTT_CA=str(self.ca),
                  WATTRAIL_INGESTOR_CERT=str(cert), WATTRAIL_INGESTOR_KEY=str(key), **env)
         path = self.logs / f"ingest-{group}-{uuid.uuid4().hex[:4]}.log"
+        cmd = (["wattrail.cli", "ingest"] if crash is None
+               else ["wattrail.chaos_ingest", crash[0], str(crash[1]), "--"])
         with open(path, "wb") as log:
-            p = subprocess.Popen([sys.executable, "-m", "wattrail.cli", "ingest",
+            p = subprocess.Popen([sys.executable, "-m", *cmd,
                                   "--share-group", group, "--max-batch", str(max_batch),
                                   "--max-wait", "0.05"], env=e, cwd=REPO,
                                  stdout=subprocess.DEVNULL, stderr=log)
@@ -686,9 +690,12 @@ def scenario_outbox_full(svc: Services, scale: Scale, tmp: Path) -> Result:
 def scenario_ingestor_kill(svc: Services, scale: Scale, tmp: Path, seed: int = 3) -> Result:
     """Two ingestors share the stream; one after the other they die. Odd rounds: an ingestor
     that exits inside its transaction, rows written and not committed (mid-batch); even rounds:
-    one that exits right after its commit, before any broker ack or agent ack (the worst moment,
-    `WATTRAIL_INGEST_CRASH_AFTER_COMMIT`); and a plain SIGKILL at a random moment in between.
+    one that exits right after its commit, before any broker ack or agent ack (the worst moment;
+    both started through wattrail/chaos_ingest.py); and a plain SIGKILL at a random moment in
+    between.
     Redelivery must neither lose (mid-batch) nor duplicate (after commit)."""
+    from wattrail.chaos_ingest import EXIT_AFTER_COMMIT, EXIT_MID_BATCH
+
     r = Result("ingestor-kill")
     rng = random.Random(seed)
     sigs = signers("ik", scale.agents, scale.readings, first_key=130)
@@ -711,9 +718,9 @@ def scenario_ingestor_kill(svc: Services, scale: Scale, tmp: Path, seed: int = 3
             ings[slot].kill()  # the plain SIGKILL, at whatever moment this is
             ings[slot].wait()
             exits["sigkill"] += 1
-            hook, code, kind = (("WATTRAIL_INGEST_CRASH_MID_BATCH", 71, "mid_batch") if i % 2 == 0
-                                else ("WATTRAIL_INGEST_CRASH_AFTER_COMMIT", 70, "after_commit"))
-            dying = svc.ingestor(dsn, group, max_batch=16, **{hook: str(rng.randint(1, 3))})
+            point, code, kind = (("mid-batch", EXIT_MID_BATCH, "mid_batch") if i % 2 == 0
+                                 else ("after-commit", EXIT_AFTER_COMMIT, "after_commit"))
+            dying = svc.ingestor(dsn, group, max_batch=16, crash=(point, rng.randint(1, 3)))
             try:
                 rc = dying.wait(20)
             except subprocess.TimeoutExpired:  # the stream ended before it got its batches

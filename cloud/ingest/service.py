@@ -19,7 +19,6 @@ a time and quarantined as `store_error`, so one poison message never blocks the 
 from __future__ import annotations
 
 import logging
-import os
 import queue
 import random
 import ssl
@@ -55,9 +54,6 @@ M_BATCH = Histogram("wattrail_ingest_batch_seconds", "classify + store + commit 
 M_ACK_LAG = Histogram("wattrail_ingest_commit_to_ack_seconds", "commit to broker/agent acks",
                       buckets=(0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0))
 M_TREE = Gauge("wattrail_ingest_tlog_tree_size", "leaves in the last signed tree head")
-# Test-campaign hook: die right after the N-th commit, before acknowledging it (0 = never).
-_CRASH_AFTER_COMMIT = int(os.environ.get("WATTRAIL_INGEST_CRASH_AFTER_COMMIT", "0"))
-_CRASH_MID_BATCH = int(os.environ.get("WATTRAIL_INGEST_CRASH_MID_BATCH", "0"))
 # Errors that say "try the same thing again", not "this message is bad": the connection
 # (OperationalError: lost, refused, timed out), two ingestors racing on the same rows, or the
 # server shedding load. psycopg 3 derives the named ones from OperationalError already; they
@@ -171,14 +167,6 @@ class Ingestor:
         return batch
 
     def _store(self, items: list[Candidate | Quarantine]) -> BatchResult:
-        if self.stats.batches + 1 == _CRASH_MID_BATCH:
-            # fault injection for the campaign: die with the batch's rows written but not
-            # committed (the server rolls them back); nothing was acked, so all is redelivered
-            conn = self._db()
-            with conn.transaction():
-                store_batch(conn, items)
-                log.error("WATTRAIL_INGEST_CRASH_MID_BATCH: exiting inside the transaction")
-                os._exit(71)
         try:
             return store_batch(self._db(), items)
         except RETRYABLE:
@@ -248,11 +236,6 @@ class Ingestor:
             except RETRYABLE:
                 return  # stopping during an outage: nothing was acked, the broker redelivers
             committed = time.monotonic()
-            if self.stats.batches + 1 == _CRASH_AFTER_COMMIT:
-                # fault injection for the campaign: the worst moment to die (rows committed,
-                # nothing acknowledged); the broker and the agents must make up for it
-                log.error("WATTRAIL_INGEST_CRASH_AFTER_COMMIT: exiting between commit and ack")
-                os._exit(70)
             self._acknowledge(batch, result)
             self.stats.batches += 1
             self.stats.stored += result.stored

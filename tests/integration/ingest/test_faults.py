@@ -65,12 +65,17 @@ def dsn(private: dict[str, Any]) -> str:
     return d
 
 
-def ingestor(private: dict[str, Any], dsn: str, group: str, **env: str) -> subprocess.Popen[bytes]:
+def ingestor(private: dict[str, Any], dsn: str, group: str, *,
+             crash_after_commit: int | None = None) -> subprocess.Popen[bytes]:
+    """`wattrail ingest`, or with `crash_after_commit=n` the campaign's ingestor that exits
+    between its n-th commit and the acks (wattrail/chaos_ingest.py)."""
     cert, key = issue(private, "wattrail-ingestor")
     e = dict(os.environ, WATTRAIL_DSN=dsn, WATTRAIL_MQTT_HOST=private["mqtt_host"],
              WATTRAIL_MQTT_PORT=str(private["mqtt_port"]), WATTRAIL_MQTT_CA=private["ca_cert"],
-             WATTRAIL_INGESTOR_CERT=cert, WATTRAIL_INGESTOR_KEY=key, **env)
-    return subprocess.Popen([sys.executable, "-m", "wattrail.cli", "ingest", "--share-group", group,
+             WATTRAIL_INGESTOR_CERT=cert, WATTRAIL_INGESTOR_KEY=key)
+    cmd = (["wattrail.cli", "ingest"] if crash_after_commit is None
+           else ["wattrail.chaos_ingest", "after-commit", str(crash_after_commit), "--"])
+    return subprocess.Popen([sys.executable, "-m", *cmd, "--share-group", group,
                              "--max-batch", "8", "--max-wait", "0.05"], env=e, cwd=REPO,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
@@ -135,8 +140,7 @@ def test_ingestors_killed_at_random_and_between_commit_and_ack(
     try:
         for round_ in range(8):
             # every other round dies exactly after its 2nd commit, before acknowledging it
-            env = {"WATTRAIL_INGEST_CRASH_AFTER_COMMIT": "2"} if round_ % 2 else {}
-            p = ingestor(private, dsn, group, **env)
+            p = ingestor(private, dsn, group, crash_after_commit=2 if round_ % 2 else None)
             time.sleep(rng.uniform(0.8, 1.6))
             if p.poll() is None:
                 p.send_signal(signal.SIGKILL)
