@@ -10,7 +10,7 @@ SERVICES := $(VPY) scripts/services
 PYTEST_ARGS ?=
 
 .PHONY: help venv browser-install services-install services-up services-down services-status lint typecheck \
-        test test-unit demo bench clean
+        test test-unit test-explore demo bench clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -52,6 +52,11 @@ typecheck: venv  ## mypy over every package (pydantic plugin), --strict on proto
 
 test-unit: venv  ## only the pure, fast tests
 	$(VPY) -m pytest tests/unit -q $(PYTEST_ARGS)
+
+# `make test` runs hypothesis derandomized (profile "ci", tests/conftest.py); this looks for new
+# failures with fresh random examples each run. Pin what it finds as an @example (README, Tests).
+test-explore: venv  ## unit tests with new random hypothesis examples, many more of them
+	HYPOTHESIS_PROFILE=explore $(VPY) -m pytest -q tests/unit $(PYTEST_ARGS)
 
 # The test session starts its own private services on free ports (tests/conftest.py) and
 # removes them afterwards; `services-install` only makes sure the software is there.

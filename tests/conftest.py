@@ -26,6 +26,26 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, settings
+
+# Hypothesis profiles, chosen by HYPOTHESIS_PROFILE (default "ci"). Both switch deadlines off:
+# a deadline times each example, so on a loaded machine it fails tests that are correct.
+# - "ci" (`make test`, CI): the same examples on every run, so red means a regression, never
+#   an unlucky draw; no example database to carry state between runs; the too_slow health
+#   check is wall-clock time too. print_blob prints the @reproduce_failure line on a failure.
+# - "explore" (`make test-explore`): new random examples each run, ten times more where a test
+#   does not set its own max_examples; failures are saved in .hypothesis/ and replayed first.
+#   Turn what it finds into an explicit @example (README, "Tests").
+settings.register_profile(
+    "ci",
+    derandomize=True,
+    deadline=None,
+    print_blob=True,
+    database=None,
+    suppress_health_check=[HealthCheck.too_slow],
+)
+settings.register_profile("explore", max_examples=1000, derandomize=False, deadline=None, print_blob=True)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 REPO = Path(__file__).resolve().parent.parent
 SERVICES = REPO / "scripts" / "services"
