@@ -31,6 +31,9 @@ class MeterArrays:
     present: np.ndarray  # (M, K) bool
     modulus_wh: np.ndarray  # (M,) register wrap value, 0 = none (from the meter model's register width)
     polled: np.ndarray  # (M, K) bool: a row of any quality exists at the instant (present implies it)
+    # (M, K) int64: seconds the reading was taken after (+) or before (-) its instant, |.| < step / 2;
+    # registers are interpolated from when they were read, not from when they should have been
+    offset_s: np.ndarray
 
 
 @dataclass
@@ -81,4 +84,5 @@ def empty_arrays(m: int, k: int) -> MeterArrays:
         np.zeros((m, k), np.bool_),
         np.zeros(m),
         np.zeros((m, k), np.bool_),
+        np.zeros((m, k), np.int64),
     )

@@ -14,7 +14,9 @@ Theory of operation:
   not keep, and the interval kernel must see rollbacks/rollovers that rollups discard.
 - Snapping: instant k is t0 + k*step. A reading belongs to its nearest instant if it lies within
   `tolerance_s` of it (half-open window); when several do, the closest wins, the earlier on a tie.
-  Registers are then treated as read at the instant (an edge poll is seconds off it).
+  The reading keeps its offset from the instant (`offset_s`, whole seconds): interval energy
+  interpolates registers from when they were read, so a poll cycle that ran minutes late moves
+  no energy from one interval to the next.
 - Quality: COMMS_LOST / DECODE_ERROR rows are not readings (present stays False), but they
   prove the meter was asked (polled is True): the outage kernel needs that difference. A STALE row
   proves the meter answered (present) but its registers were not refreshed, so they stay NaN
@@ -230,6 +232,7 @@ class _Snapper:
             f, rows = f[better], rows[better]
             best[f] = dkey[rows]
             self._put(arr, role, f, rec[rows])
+            arr.offset_s.reshape(-1)[f] = np.floor_divide(d[rows], 1_000_000)
 
     def _put(self, arr: MeterArrays, role: int, f: np.ndarray, r: np.ndarray) -> None:
         for name in (*_REGISTERS, "i_n", "p_w", "q_var"):

@@ -40,7 +40,7 @@ def intervals(
     """Dense (M, K) registers -> interval energy (M, K - 1) via the long-format kernel."""
     k = reg.shape[1]
     rows, cols = np.nonzero(~np.isnan(reg))  # row-major: sorted by meter, then time
-    ts = (feed.t0_s + cols * feed.step_s).astype(np.int64)
+    ts = (feed.t0_s + cols * feed.step_s + arr.offset_s[rows, cols]).astype(np.int64)  # when read
     rep = replaced[rows, cols] if replaced is not None else np.zeros(len(rows), np.bool_)
     return ki.interval_energy(
         rows.astype(np.int64),

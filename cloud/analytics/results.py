@@ -174,6 +174,6 @@ def feed_digest(feed: Feed) -> bytes:
         h.update(np.ascontiguousarray(getattr(topo, name)).tobytes())
     for arr in (feed.customers, feed.balance, feed.feeders):
         for name in ("import_wh", "export_wh", "import_varh", "export_varh", "v", "i", "i_n",
-                     "p_w", "q_var", "status", "present", "modulus_wh", "polled"):
+                     "p_w", "q_var", "status", "present", "modulus_wh", "polled", "offset_s"):
             h.update(np.ascontiguousarray(getattr(arr, name)).tobytes())
     return h.digest()

@@ -114,18 +114,24 @@ def loaded(services: Any, template_db: str, tmp_path_factory: pytest.TempPathFac
     out_tx = sim_db.grid.transformers[-1].transformer_id
     dark = {c.meter_id for c in sim_db.grid.customers if c.transformer_id == out_tx}
     dropped: set[tuple[str, int]] = set()
+    unasked: set[tuple[str, int]] = set()  # dropped without a COMMS_LOST row
     rows: list[Reading] = []
     for k in range(K):
         t = DEFAULT_START_S + k * STEP
         for mid in ids:
             r = reader.reading(mid, t)
             if mid in dark and OUTAGE[0] <= k < OUTAGE[1]:
+                # the gateway, on its battery, answers "target device failed to respond": the
+                # edge records each failed poll (no row at all would be unknown, not an outage)
                 dropped.add((mid, k))
+                rows.append(Reading(mid, r.ts_ms, quality=Quality.COMMS_LOST))
                 continue
             if mid in cust_ids and rng.random() < 0.02:
                 dropped.add((mid, k))
                 if rng.random() < 0.5:  # the edge recorded the failed poll: not a reading
                     rows.append(Reading(mid, r.ts_ms, quality=Quality.COMMS_LOST))
+                else:
+                    unasked.add((mid, k))
                 continue
             rows.append(r)
             if k == 3 and mid == cust_ids[0]:  # a second, later poll of the same instant
@@ -134,6 +140,8 @@ def loaded(services: Any, template_db: str, tmp_path_factory: pytest.TempPathFac
     index = {m: i for i, m in enumerate(feed.topology.meter_ids)}
     for mid, k in dropped:
         feed.customers.present[index[mid], k] = False
+    for mid, k in unasked:
+        feed.customers.polled[index[mid], k] = False
     simfeed.blank_missing(feed.customers)
     with psycopg.connect(dsn, autocommit=True) as conn:
         migrate(conn)

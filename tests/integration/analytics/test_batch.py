@@ -28,7 +28,7 @@ from .conftest import END, OUTAGE, START, STEP, K, Loaded
 pytestmark = pytest.mark.integration
 
 _ARRAYS = ("import_wh", "export_wh", "import_varh", "export_varh", "v", "i", "i_n", "p_w", "q_var",
-           "status", "present")
+           "status", "present", "polled", "offset_s")
 # simfeed leaves these NaN; a real balance / head meter reports them (MeterReader does)
 _SIMFEED_BLANK = {("balance", "i_n"), ("feeders", "i"), ("feeders", "i_n")}
 _RESULT_TABLES = ("analysis_loss", "analysis_loss_intervals", "analysis_suspects",
