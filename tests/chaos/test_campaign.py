@@ -59,8 +59,7 @@ def test_agent_sigkilled_with_torn_outbox_loses_nothing(svc: Services, tmp_path:
     assert r.expected == SMALL.agents * SMALL.envelopes * SMALL.readings
 
 
-def test_partition_backlog_drains_in_order(svc: Services,
-                                                                 tmp_path: Path) -> None:
+def test_partition_backlog_drains_in_order(svc: Services, tmp_path: Path) -> None:
     r = scenario_partition(svc, SMALL, tmp_path)
     assert_exact(r)
     assert r.figures["out_of_order"] == 0
