@@ -26,7 +26,9 @@ from tests.support.digest import pipeline_digests
 from wattrail.demo import DemoOptions
 from wattrail.demo_run import DemoRun
 
-pytestmark = [pytest.mark.e2e, pytest.mark.integration, pytest.mark.slow]
+# The timeout only catches a hang: two half-day runs, one beside a CPU hog, take ~2 min here
+# quiet and may take several times that on a machine that is busy with other work too.
+pytestmark = [pytest.mark.e2e, pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(1800)]
 
 HOGS = 2  # one busy process per core
 

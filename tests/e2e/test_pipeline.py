@@ -36,7 +36,8 @@ from tests.support.api_server import serve_api
 from wattrail.demo import DemoOptions
 from wattrail.demo_run import DemoRun
 
-pytestmark = [pytest.mark.e2e, pytest.mark.integration]
+# the timeout only catches a hang (the module's pipeline runs in the first test's setup)
+pytestmark = [pytest.mark.e2e, pytest.mark.integration, pytest.mark.timeout(1200)]
 
 METERS = 120  # -> 2 transformers (about 100 customers each, as the simulator generates)
 # (customer index, kind, params): clear cases, active from 06:00 to the end of the day
