@@ -119,6 +119,8 @@ def attack(seed: int, ev: TheftEvent, minutes: I64, x: F64, day_load: DayLoad) -
 class TheftPlan:
     seed: int
     events: list[TheftEvent]
+    _active: tuple[int, dict[int, TheftEvent]] | None = field(default=None, init=False, repr=False,
+                                                               compare=False)
 
     def reported_load(self, minutes: I64, load: F64, day_load: DayLoad) -> F64:
         """(T, N) consumption as the meters report it; events may overlap only across meters."""
@@ -137,7 +139,13 @@ class TheftPlan:
         return flags
 
     def active_kinds(self, minute: int) -> dict[int, TheftEvent]:
-        return {ev.customer: ev for ev in self.events if ev.start_min <= minute < ev.end_min}
+        # asked once per meter reading: a 2,000-meter poll asks 2,000 times for the same minute,
+        # so the last answer is kept (the plan's events do not change once it is made)
+        if self._active is not None and self._active[0] == minute:
+            return self._active[1]
+        out = {ev.customer: ev for ev in self.events if ev.start_min <= minute < ev.end_min}
+        self._active = (minute, out)
+        return out
 
 
 def plan_thefts(
