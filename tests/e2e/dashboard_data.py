@@ -4,7 +4,7 @@
   coordinates; 20 % thieves), imported with `import_topology`.
 - Two days of 15-min readings from the simulator's `MeterReader` (what the edge would poll),
   written with binary COPY as `imported` rows; one transformer's customers are silent for
-  2.5 h (an outage) and 2 % of customer readings are missing.
+  2.5 h (an outage: COMMS_LOST rows, as a battery-backed gateway reports them) and 2 % of customer readings are missing.
 - One real analysis run (`cloud.analytics.batch.analyze`): loss, suspects, power quality,
   outages, regional summaries and forecast, exactly as production writes them.
 - An agent with a real PKI whose envelopes are classified and stored by the ingest writer:
@@ -86,6 +86,9 @@ def _readings(sim: Simulation) -> list[Reading]:
         for mid in list(reader.index):
             r = reader.reading(mid, t)
             if mid in dark and OUTAGE[0] <= k < OUTAGE[1]:
+                # the gateway (on its battery) reports each meter that no longer answers; no
+                # row at all would be unknown data, not an outage
+                rows.append(Reading(mid, r.ts_ms, quality=Quality.COMMS_LOST))
                 continue
             if mid in customers and rng.random() < 0.02:
                 rows.append(Reading(mid, r.ts_ms, quality=Quality.COMMS_LOST))
