@@ -4,7 +4,8 @@
   coordinates; 20 % thieves), imported with `import_topology`.
 - Two days of 15-min readings from the simulator's `MeterReader` (what the edge would poll),
   written with binary COPY as `imported` rows; one transformer's customers are silent for
-  2.5 h (an outage: COMMS_LOST rows, as a battery-backed gateway reports them) and 2 % of customer readings are missing.
+  2.5 h (an outage: COMMS_LOST rows, as a battery-backed gateway reports them) and 2 % of
+  customer readings are missing.
 - One real analysis run (`cloud.analytics.batch.analyze`): loss, suspects, power quality,
   outages, regional summaries and forecast, exactly as production writes them.
 - An agent with a real PKI whose envelopes are classified and stored by the ingest writer:
