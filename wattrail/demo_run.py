@@ -42,6 +42,7 @@ class DemoRun:
         self.sim: Simulation | None = None
         self.clock: SimClock | None = None
         self.wall_s = 0.0  # real seconds the streaming took
+        self.notes: list[str] = []  # what went wrong while streaming, for the report and tests
 
     # -- preparation -----------------------------------------------------------------------
     def prepare(self) -> None:
@@ -212,9 +213,10 @@ class DemoRun:
             if depth != last:
                 last, since = depth, time.monotonic()
             elif time.monotonic() - since > stall_s:
-                self.console.print(f"[red]{depth} envelopes still unconfirmed after {stall_s:.0f} s "
-                                   "without progress[/red]: see the ingest logs in "
-                                   f"{self.work}")
+                note = (f"{depth} envelopes still unconfirmed after {stall_s:.0f} s without "
+                        f"progress: see the ingest logs in {self.work}")
+                self.notes.append(note)
+                self.console.print(f"[red]{note}[/red]")
                 break
             await asyncio.sleep(0.5)
             progress.refresh()
