@@ -5,7 +5,7 @@ problems and the count are printed), 2 the database refused (connection, migrati
 from __future__ import annotations
 
 import logging
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -15,6 +15,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 
 from cloud.store.errors import MigrationError, ValidationError
+from cloud.store.import_limits import DEFAULT_NOT_BEFORE, TimeWindow
 
 SHOW_PROBLEMS = 20
 err = Console(stderr=True)
@@ -89,8 +90,6 @@ def refresh_cmd(dsn: Dsn,
                 start: Annotated[datetime, typer.Option(help="UTC start, e.g. 2024-01-01")],
                 end: Annotated[datetime, typer.Option(help="UTC end (exclusive)")]) -> None:
     """Recompute the 15-min, hourly and daily rollups for a time range."""
-    from datetime import UTC
-
     from cloud.store.rollups import refresh_rollups
 
     with connect_or_exit(dsn) as conn:
@@ -112,15 +111,31 @@ def topology_import(file: Annotated[Path, typer.Argument(exists=True, dir_okay=F
     out.print("imported " + ", ".join(f"{n} {k}" for k, n in counts.items()))
 
 
+_NOT_BEFORE = DEFAULT_NOT_BEFORE.replace(tzinfo=None)  # typer shows and parses naive datetimes
+
+
+def _utc(t: datetime) -> datetime:
+    return t.replace(tzinfo=t.tzinfo or UTC)
+
+
 @readings_app.command("import")
 def readings_import(
     file: Annotated[Path, typer.Argument(exists=True, dir_okay=False)], dsn: Dsn,
     refresh: Annotated[bool, typer.Option(help="refresh the rollups for the imported span")] = True,
+    not_before: Annotated[datetime, typer.Option(
+        help="UTC; an interval that starts earlier is an error")] = _NOT_BEFORE,
+    not_after: Annotated[datetime | None, typer.Option(
+        help="UTC; an interval that ends later is an error (default: now + 1 day)")] = None,
 ) -> None:
     """Import historical interval readings from a CSV (docs/historical-import.md)."""
     from cloud.store.historical import import_readings_csv
     from cloud.store.rollups import refresh_rollups
 
+    try:
+        window = TimeWindow.default(not_before=_utc(not_before),
+                                    not_after=None if not_after is None else _utc(not_after))
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--not-before / --not-after") from exc
     with connect_or_exit(dsn) as conn, Progress(TextColumn("{task.description}"), BarColumn(),
                                          TextColumn("{task.completed:,}/{task.total:,}"),
                                          TimeElapsedColumn(), console=err) as bar:
@@ -132,7 +147,7 @@ def readings_import(
             bar.update(tasks[step], completed=done, total=total)
 
         try:
-            res = import_readings_csv(conn, file, progress=progress)
+            res = import_readings_csv(conn, file, progress=progress, window=window)
         except ValidationError as exc:
             bar.stop()
             _fail_validation(exc)
