@@ -14,12 +14,16 @@ Theory of operation (one transaction, so nothing partial is ever committed):
    whenever the spans overlap) the rows go through a temporary staging table and
    `INSERT ... ON CONFLICT (meter_id, ts) DO NOTHING`, which keeps existing rows untouched.
    The direct path exists because staging costs ~3x (bench/historical_import.py measures both).
-5. Record the batch (file name, sha256, rows, rows inserted). Rollups are refreshed by the
-   caller (`refresh_rollups`), so a long import is not also a long rollup.
+5. Record the batch (file name, sha256, rows, rows inserted).
+6. Refresh the rollups for the imported span (`refresh=False` skips it), still inside the
+   transaction: if that fails, nothing of the file is committed, and importing it again does
+   it all. (Committed first, a failed refresh left a batch whose re-run said "already
+   imported" and whose rollups nobody built.)
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import logging
 from collections.abc import Callable
@@ -36,6 +40,7 @@ from cloud.store.cumulative import RegisterSeries, register_problems, to_registe
 from cloud.store.errors import Problem, ReadingsValidationError
 from cloud.store.import_limits import TimeWindow
 from cloud.store.readings_csv import MAX_PROBLEMS, ParsedReadings, parse_readings_csv
+from cloud.store.rollups import refresh_rollups
 
 log = logging.getLogger(__name__)
 
@@ -50,8 +55,9 @@ class ImportResult:
     rows: int  # data rows in the file
     inserted: int  # readings rows added (interval ends plus start-of-series rows)
     path: str  # 'direct' COPY, 'staging' (INSERT ... ON CONFLICT), or 'none'
-    first_ts: datetime | None
+    first_ts: datetime | None  # the span of the readings the file gives (also when already imported)
     last_ts: datetime | None
+    rollups: dict[str, int] | None = None  # rows written per rollup table; None: not refreshed
 
 
 def _to_dt(us: int) -> datetime:
@@ -154,19 +160,21 @@ def _write(conn: psycopg.Connection, cols: list[Col], overlap: bool, progress: P
 
 def import_readings_csv(conn: psycopg.Connection, path: str | Path, *,
                         progress: Progress | None = None, allow_direct: bool = True,
-                        window: TimeWindow | None = None) -> ImportResult:
-    """Import one CSV file. Runs in one transaction (a savepoint if the caller has one open).
-    Raises ReadingsValidationError, with every problem and its line, when the file has any.
-    `window`: the accepted time window (default TimeWindow.default(): 2000-01-01 .. now + 1 day)."""
+                        window: TimeWindow | None = None, refresh: bool = True) -> ImportResult:
+    """Import one CSV file and refresh the rollups for its span, in one transaction (a
+    savepoint if the caller has one open). Raises ReadingsValidationError, with every problem
+    and its line, when the file has any. `window`: the accepted time window (default
+    TimeWindow.default(): 2000-01-01 .. now + 1 day)."""
     path = Path(path)
     data = path.read_bytes()
     sha = hashlib.sha256(data).digest()
     with conn.transaction():
         conn.execute("SELECT pg_advisory_xact_lock(%s)", [_LOCK_KEY])
-        seen = conn.execute("SELECT id, rows FROM import_batches WHERE sha256 = %s", [sha]).fetchone()
+        seen = conn.execute("SELECT id, rows, first_ts, last_ts FROM import_batches WHERE sha256 = %s",
+                            [sha]).fetchone()
         if seen is not None:
             log.info("%s was imported before (batch %s): nothing to do", path, seen[0])
-            return ImportResult(int(seen[0]), True, int(seen[1]), 0, "none", None, None)
+            return ImportResult(int(seen[0]), True, int(seen[1]), 0, "none", seen[2], seen[3])
         if progress:
             progress("parse", 0, 1)
         parsed, problems, total = parse_readings_csv(data, window)
@@ -185,6 +193,13 @@ def import_readings_csv(conn: psycopg.Connection, path: str | Path, *,
             progress("parse", 1, 1)
         series = to_register_series(parsed, base_imp, base_exp, at_start)
         result = _store(conn, path, sha, parsed, series, overlap, progress, allow_direct)
+        if refresh and result.first_ts is not None and result.last_ts is not None:
+            if progress:
+                progress("rollups", 0, 1)
+            rollups = refresh_rollups(conn, result.first_ts, result.last_ts)
+            if progress:
+                progress("rollups", 1, 1)
+            result = dataclasses.replace(result, rollups=rollups)
     return result
 
 
