@@ -1,11 +1,12 @@
 """`wattrail db|topology|readings ...`: the store's commands. wattrail/cli.py mounts them with
 `cloud.store.cli.mount(app)`. Exit codes: 0 done, 1 the input file is invalid (the first 20
-problems and the count are printed), 2 the database refused (connection, migration)."""
+problems and the count are printed), 2 the database refused (connection, migration, or an
+import it could not finish: nothing of that file was stored) or a bad option."""
 
 from __future__ import annotations
 
 import logging
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -15,6 +16,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 
 from cloud.store.errors import MigrationError, ValidationError
+from cloud.store.import_limits import DEFAULT_NOT_BEFORE, TimeWindow
 
 SHOW_PROBLEMS = 20
 err = Console(stderr=True)
@@ -89,8 +91,6 @@ def refresh_cmd(dsn: Dsn,
                 start: Annotated[datetime, typer.Option(help="UTC start, e.g. 2024-01-01")],
                 end: Annotated[datetime, typer.Option(help="UTC end (exclusive)")]) -> None:
     """Recompute the 15-min, hourly and daily rollups for a time range."""
-    from datetime import UTC
-
     from cloud.store.rollups import refresh_rollups
 
     with connect_or_exit(dsn) as conn:
@@ -112,15 +112,36 @@ def topology_import(file: Annotated[Path, typer.Argument(exists=True, dir_okay=F
     out.print("imported " + ", ".join(f"{n} {k}" for k, n in counts.items()))
 
 
+_NOT_BEFORE = DEFAULT_NOT_BEFORE.replace(tzinfo=None)  # typer shows and parses naive datetimes
+
+
+def _utc(t: datetime) -> datetime:
+    return t.replace(tzinfo=t.tzinfo or UTC)
+
+
+def _cli_time(t: datetime) -> str:
+    """A UTC time as `wattrail db refresh --start/--end` parse it (typer takes no 'Z')."""
+    return t.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S")
+
+
 @readings_app.command("import")
 def readings_import(
     file: Annotated[Path, typer.Argument(exists=True, dir_okay=False)], dsn: Dsn,
-    refresh: Annotated[bool, typer.Option(help="refresh the rollups for the imported span")] = True,
+    refresh: Annotated[bool, typer.Option(
+        help="refresh the rollups for the imported span, in the same transaction")] = True,
+    not_before: Annotated[datetime, typer.Option(
+        help="UTC; an interval that starts earlier is an error")] = _NOT_BEFORE,
+    not_after: Annotated[datetime | None, typer.Option(
+        help="UTC; an interval that ends later is an error (default: now + 1 day)")] = None,
 ) -> None:
     """Import historical interval readings from a CSV (docs/historical-import.md)."""
     from cloud.store.historical import import_readings_csv
-    from cloud.store.rollups import refresh_rollups
 
+    try:
+        window = TimeWindow.default(not_before=_utc(not_before),
+                                    not_after=None if not_after is None else _utc(not_after))
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--not-before / --not-after") from exc
     with connect_or_exit(dsn) as conn, Progress(TextColumn("{task.description}"), BarColumn(),
                                          TextColumn("{task.completed:,}/{task.total:,}"),
                                          TimeElapsedColumn(), console=err) as bar:
@@ -132,15 +153,24 @@ def readings_import(
             bar.update(tasks[step], completed=done, total=total)
 
         try:
-            res = import_readings_csv(conn, file, progress=progress)
+            res = import_readings_csv(conn, file, progress=progress, window=window, refresh=refresh)
         except ValidationError as exc:
             bar.stop()
             _fail_validation(exc)
-        if res.already_imported:
-            out.print(f"{file} was already imported (batch {res.batch_id}); nothing changed")
-            return
-        if refresh and res.first_ts is not None and res.last_ts is not None:
-            progress("rollups", 0, 1)
-            refresh_rollups(conn, res.first_ts, res.last_ts)
-            progress("rollups", 1, 1)
+        except psycopg.Error as exc:  # the import and its rollups are one transaction
+            bar.stop()
+            err.print(f"[red]{file}: the database refused, nothing was imported:[/red] "
+                      f"{type(exc).__name__}: {exc}".rstrip())
+            raise typer.Exit(2) from exc
+    refresh_hint = "" if res.first_ts is None or res.last_ts is None else (
+        f"wattrail db refresh --start {_cli_time(res.first_ts)} --end {_cli_time(res.last_ts)}")
+    if res.already_imported:
+        out.print(f"{file} was already imported (batch {res.batch_id}); nothing changed" + (
+            f". If it was imported with --no-refresh, build its rollups with: {refresh_hint}"
+            if refresh_hint else ""))
+        return
     out.print(f"batch {res.batch_id}: {res.rows:,} rows -> {res.inserted:,} readings ({res.path} COPY)")
+    if res.rollups is not None:
+        out.print("rollups: " + ", ".join(f"{t}: {n} rows" for t, n in res.rollups.items()))
+    elif refresh_hint:
+        out.print(f"rollups not refreshed (--no-refresh); build them with: {refresh_hint}")

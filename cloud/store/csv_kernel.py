@@ -12,6 +12,11 @@ double quotes (no quotes inside), spaces around a field ignored, LF or CRLF line
 - integers: `[+]digits`.
 A number with more than 15 significant digits or a large exponent is marked E_SLOW and
 converted by Python's float() afterwards, so every value equals what float() would give.
+
+Compiled and as plain Python (NUMBA_DISABLE_JIT=1, or each function's `.py_func`) the kernel
+must give the same result on every input; tests/unit/store/test_csv_kernel_modes.py runs both
+on random and mutated bytes. Integer arithmetic on a raw uint8 is where the two differ (Numba
+widens it to int64, NumPy keeps uint8 and wraps), so bytes become numbers only in `_digit`.
 """
 
 from __future__ import annotations
@@ -43,12 +48,22 @@ def _days_from_civil(y: int, m: int, d: int) -> int:
     return era * 146097 + doe - 719468
 
 
+@njit(cache=True, inline="always")
+def _digit(c: np.uint8) -> int:
+    """The value of an ASCII digit byte, else -1. The one place a byte becomes a number: both
+    bounds are compared on the byte itself, then it is widened with int() before any
+    arithmetic. `c - 48` on the raw byte is typed differently by Numba (int64: '/' gives -1)
+    and by NumPy scalars (uint8: '/' wraps to 255, and 2024 overflows), so a one-sided check
+    on it silently accepts '.' or '/' as a digit in one mode only."""
+    return int(c) - 48 if 48 <= c <= 57 else -1
+
+
 @njit(cache=True)
 def _digits(buf: npt.NDArray[np.uint8], i: int, n: int) -> int:
     v = 0
     for k in range(i, i + n):
-        c = buf[k] - 48
-        if c > 9:  # uint8 wraps below '0' too
+        c = _digit(buf[k])
+        if c < 0:
             return -1
         v = v * 10 + c
     return v
@@ -93,20 +108,20 @@ def _parse_float(buf: npt.NDArray[np.uint8], s: int, e: int, pow10: npt.NDArray[
         neg = buf[i] == 45
         i += 1
     mant, nd, exp10, digits, slow = 0, 0, 0, 0, False
-    while i < e and 48 <= buf[i] <= 57:
+    while i < e and _digit(buf[i]) >= 0:
         digits += 1
         if nd < 18:
-            mant = mant * 10 + (buf[i] - 48)
+            mant = mant * 10 + _digit(buf[i])
             nd += mant > 0
         else:
             slow = True
         i += 1
     if i < e and buf[i] == 46:  # '.'
         i += 1
-        while i < e and 48 <= buf[i] <= 57:
+        while i < e and _digit(buf[i]) >= 0:
             digits += 1
             if nd < 18:
-                mant = mant * 10 + (buf[i] - 48)
+                mant = mant * 10 + _digit(buf[i])
                 nd += mant > 0
                 exp10 -= 1
             else:
@@ -123,9 +138,9 @@ def _parse_float(buf: npt.NDArray[np.uint8], s: int, e: int, pow10: npt.NDArray[
         if i == e:
             return 0.0, E_NUMBER
         ev = 0
-        while i < e and 48 <= buf[i] <= 57:
+        while i < e and _digit(buf[i]) >= 0:
             if ev < 100000:
-                ev = ev * 10 + (buf[i] - 48)
+                ev = ev * 10 + _digit(buf[i])
             i += 1
         exp10 += -ev if eneg else ev
     if i != e:
@@ -292,9 +307,12 @@ def tokenize(buf: npt.NDArray[np.uint8], body_start: int, roles: list[int]) -> T
     slots = np.array([sum(1 for x in roles[:i] if x == roles[i]) for i in range(len(roles))], np.int64)
     # one row per newline, plus one for a last line without its newline
     max_rows = int(np.count_nonzero(buf[body_start:] == 10)) + 1
-    rows, line, line_start, row_err, err, id_s, id_e, id_h, ts, fl, it = _tokenize(
-        buf, body_start, r, slots, max_rows, int((r == ROLE_TS).sum()),
-        int((r == ROLE_FLOAT).sum()), int((r == ROLE_INT).sum()), _POW10)
+    # FNV-1a multiplies modulo 2**64 by design: compiled code wraps silently, NumPy scalars (the
+    # same kernel as Python: NUMBA_DISABLE_JIT, .py_func) warn; both give the same hash.
+    with np.errstate(over="ignore"):
+        rows, line, line_start, row_err, err, id_s, id_e, id_h, ts, fl, it = _tokenize(
+            buf, body_start, r, slots, max_rows, int((r == ROLE_TS).sum()),
+            int((r == ROLE_FLOAT).sum()), int((r == ROLE_INT).sum()), _POW10)
     n = int(rows)
     return Tokens(n, line[:n], line_start[:n], row_err[:n], err[:n], id_s[:n], id_e[:n],
                   id_h[:n], ts[:n], fl[:n], it[:n])

@@ -10,16 +10,27 @@ start), non-overlapping. Output, per meter:
 The running total starts from `base_*` (the meter's latest stored register at or before its
 first interval here, else 0) and is summed in integer mWh, so it is exact whatever the order
 of magnitude.
+
+No register may exceed MAX_REGISTER_WH (import_limits.py says why: int64 mWh and float8 Wh
+stay exact below it): `register_problems` names the first line of each meter where one would,
+and `to_register_series` refuses input that was not checked. The mWh sum restarts at every
+meter, so the accumulator never holds more than one meter's total, however many meters the
+file has.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TypeVar, cast
 
 import numpy as np
 import numpy.typing as npt
 
+from cloud.store.errors import Problem
+from cloud.store.import_limits import MAX_REGISTER_WH
 from cloud.store.readings_csv import ParsedReadings
+
+_A = TypeVar("_A", npt.NDArray[np.int64], npt.NDArray[np.float64])
 
 
 @dataclass
@@ -34,15 +45,67 @@ class RegisterSeries:
         return len(self.ts_us)
 
 
+def _cumsum_per_meter(x: _A, seg_first: npt.NDArray[np.bool_]) -> _A:
+    """Running sum of `x` that restarts at every True of `seg_first` (the first row of each
+    meter): each restart subtracts the previous meter's total, so the running value is always
+    one meter's sum."""
+    if len(x) == 0:
+        return x.copy()
+    seg_start = np.flatnonzero(seg_first)
+    step = x.copy()
+    step[seg_start[1:]] -= np.add.reduceat(x, seg_start)[:-1]
+    return cast(_A, np.cumsum(step))  # numpy stubs widen the dtype
+
+
+def _over_limit(delta_wh: npt.NDArray[np.float64], seg_first: npt.NDArray[np.bool_],
+                base: npt.NDArray[np.float64]) -> tuple[npt.NDArray[np.bool_], npt.NDArray[np.float64]]:
+    """Rows whose register after them exceeds MAX_REGISTER_WH (or whose deltas alone do), and
+    the register there. In float64: every delta is finite and at most 100 MW x its interval
+    (readings_csv), so the sums are finite and close enough to compare with the bound."""
+    total = _cumsum_per_meter(delta_wh, seg_first)
+    register = total + base
+    return (register > MAX_REGISTER_WH) | (total > MAX_REGISTER_WH), register
+
+
+def register_problems(p: ParsedReadings, base_import: npt.NDArray[np.float64],
+                      base_export: npt.NDArray[np.float64]) -> list[Problem]:
+    """One problem per meter and register that would exceed MAX_REGISTER_WH, on the first line
+    where it would; `base_*` per meter code as for `to_register_series`."""
+    seg_first = np.ones(len(p.meter_code), bool)
+    seg_first[1:] = p.meter_code[1:] != p.meter_code[:-1]
+    columns = {"import_wh": (p.import_wh, base_import)}
+    if "export_wh" in p.optional:
+        columns["export_wh"] = (p.optional["export_wh"][0], base_export)
+    problems = []
+    for name, (delta, base) in columns.items():
+        over, register = _over_limit(delta, seg_first, base[p.meter_code])
+        seen: set[int] = set()
+        for r in np.flatnonzero(over):
+            code = int(p.meter_code[r])
+            if code in seen:
+                continue
+            seen.add(code)
+            mid = p.meter_ids[code]
+            problems.append(Problem(
+                int(p.line[r]), f"the {name} register of meter {mid} would reach {register[r]:.6g} Wh "
+                f"here, above the {MAX_REGISTER_WH:g} Wh a register may hold (it starts at "
+                f"{base[code]:.6g} Wh, the meter's stored register before this file, plus the "
+                "intervals so far); check the energy unit (Wh, not mWh)", name, mid))
+    return problems
+
+
 def _running(delta_wh: npt.NDArray[np.float64], seg_first: npt.NDArray[np.bool_],
              base: npt.NDArray[np.float64]) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
     """Register before and after each row, per segment, starting at `base` (one per row)."""
+    if not (np.isfinite(delta_wh).all() and (delta_wh >= 0).all()) \
+            or _over_limit(delta_wh, seg_first, base)[0].any():
+        raise ValueError("interval energy must be finite, >= 0 and keep every register within "
+                         f"{MAX_REGISTER_WH:g} Wh: check it with readings_csv and register_problems first")
+    # below the bound every value fits int64 mWh with room to spare (import_limits.py)
     mwh = np.rint(delta_wh * 1000.0).astype(np.int64)
-    after = np.cumsum(mwh)
+    after = _cumsum_per_meter(mwh, seg_first)
     before = after - mwh
-    seg_start = np.flatnonzero(seg_first)
-    offset = np.repeat(before[seg_start], np.diff(np.append(seg_start, len(mwh))))
-    return (before - offset) / 1000.0 + base, (after - offset) / 1000.0 + base
+    return before / 1000.0 + base, after / 1000.0 + base
 
 
 def to_register_series(p: ParsedReadings, base_import: npt.NDArray[np.float64],

@@ -2,22 +2,28 @@
 
 Theory of operation (one transaction, so nothing partial is ever committed):
 1. Hash the file; if import_batches already has that sha256, do nothing.
-2. Parse and check every row (readings_csv.py), then ask the database which meter ids exist.
-   Any problem: raise ReadingsValidationError listing them with line numbers.
-3. Per meter, read the latest stored register at or before its first interval, and convert
-   the intervals to a cumulative register series from there (cumulative.py).
+2. Parse and check every row (readings_csv.py: syntax, the time window, energy per interval
+   within import_limits.py's bounds), then ask the database which meter ids exist. Any
+   problem: raise ReadingsValidationError listing them with line numbers.
+3. Per meter, read the latest stored register at or before its first interval; a register
+   that would pass MAX_REGISTER_WH from there is a problem too (same error). Convert the
+   intervals to a cumulative register series from there (cumulative.py).
 4. Write with binary COPY. If no stored reading falls inside the file's (meter, time) span —
    the usual case for history — COPY goes straight into the hypertable; its unique
    (meter_id, ts) index still rejects a row someone else wrote meanwhile, and then (and
    whenever the spans overlap) the rows go through a temporary staging table and
    `INSERT ... ON CONFLICT (meter_id, ts) DO NOTHING`, which keeps existing rows untouched.
    The direct path exists because staging costs ~3x (bench/historical_import.py measures both).
-5. Record the batch (file name, sha256, rows, rows inserted). Rollups are refreshed by the
-   caller (`refresh_rollups`), so a long import is not also a long rollup.
+5. Record the batch (file name, sha256, rows, rows inserted).
+6. Refresh the rollups for the imported span (`refresh=False` skips it), still inside the
+   transaction: if that fails, nothing of the file is committed, and importing it again does
+   it all. (Committed first, a failed refresh left a batch whose re-run said "already
+   imported" and whose rollups nobody built.)
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import logging
 from collections.abc import Callable
@@ -30,9 +36,11 @@ import psycopg
 from psycopg.copy import QueuedLibpqWriter
 
 from cloud.store.copy_binary import Col, encode
-from cloud.store.cumulative import RegisterSeries, to_register_series
+from cloud.store.cumulative import RegisterSeries, register_problems, to_register_series
 from cloud.store.errors import Problem, ReadingsValidationError
+from cloud.store.import_limits import TimeWindow
 from cloud.store.readings_csv import MAX_PROBLEMS, ParsedReadings, parse_readings_csv
+from cloud.store.rollups import refresh_rollups
 
 log = logging.getLogger(__name__)
 
@@ -47,8 +55,9 @@ class ImportResult:
     rows: int  # data rows in the file
     inserted: int  # readings rows added (interval ends plus start-of-series rows)
     path: str  # 'direct' COPY, 'staging' (INSERT ... ON CONFLICT), or 'none'
-    first_ts: datetime | None
+    first_ts: datetime | None  # the span of the readings the file gives (also when already imported)
     last_ts: datetime | None
+    rollups: dict[str, int] | None = None  # rows written per rollup table; None: not refreshed
 
 
 def _to_dt(us: int) -> datetime:
@@ -150,21 +159,25 @@ def _write(conn: psycopg.Connection, cols: list[Col], overlap: bool, progress: P
 
 
 def import_readings_csv(conn: psycopg.Connection, path: str | Path, *,
-                        progress: Progress | None = None, allow_direct: bool = True) -> ImportResult:
-    """Import one CSV file. Runs in one transaction (a savepoint if the caller has one open).
-    Raises ReadingsValidationError, with every problem and its line, when the file has any."""
+                        progress: Progress | None = None, allow_direct: bool = True,
+                        window: TimeWindow | None = None, refresh: bool = True) -> ImportResult:
+    """Import one CSV file and refresh the rollups for its span, in one transaction (a
+    savepoint if the caller has one open). Raises ReadingsValidationError, with every problem
+    and its line, when the file has any. `window`: the accepted time window (default
+    TimeWindow.default(): 2000-01-01 .. now + 1 day)."""
     path = Path(path)
     data = path.read_bytes()
     sha = hashlib.sha256(data).digest()
     with conn.transaction():
         conn.execute("SELECT pg_advisory_xact_lock(%s)", [_LOCK_KEY])
-        seen = conn.execute("SELECT id, rows FROM import_batches WHERE sha256 = %s", [sha]).fetchone()
+        seen = conn.execute("SELECT id, rows, first_ts, last_ts FROM import_batches WHERE sha256 = %s",
+                            [sha]).fetchone()
         if seen is not None:
             log.info("%s was imported before (batch %s): nothing to do", path, seen[0])
-            return ImportResult(int(seen[0]), True, int(seen[1]), 0, "none", None, None)
+            return ImportResult(int(seen[0]), True, int(seen[1]), 0, "none", seen[2], seen[3])
         if progress:
             progress("parse", 0, 1)
-        parsed, problems, total = parse_readings_csv(data)
+        parsed, problems, total = parse_readings_csv(data, window)
         if parsed is not None:
             unknown = _unknown_meters(conn, parsed)
             total += len(unknown)
@@ -172,14 +185,26 @@ def import_readings_csv(conn: psycopg.Connection, path: str | Path, *,
                               key=lambda p: (p.line or 0, p.where))
         if parsed is None or total:
             raise ReadingsValidationError(str(path), problems, total)
+        base_imp, base_exp, at_start, overlap = _baselines(conn, parsed, *_spans(parsed))
+        too_big = register_problems(parsed, base_imp, base_exp)
+        if too_big:
+            raise ReadingsValidationError(str(path), too_big)
         if progress:
             progress("parse", 1, 1)
-        result = _store(conn, path, sha, parsed, progress, allow_direct)
+        series = to_register_series(parsed, base_imp, base_exp, at_start)
+        result = _store(conn, path, sha, parsed, series, overlap, progress, allow_direct)
+        if refresh and result.first_ts is not None and result.last_ts is not None:
+            if progress:
+                progress("rollups", 0, 1)
+            rollups = refresh_rollups(conn, result.first_ts, result.last_ts)
+            if progress:
+                progress("rollups", 1, 1)
+            result = dataclasses.replace(result, rollups=rollups)
     return result
 
 
-def _store(conn: psycopg.Connection, path: Path, sha: bytes, p: ParsedReadings,
-           progress: Progress | None, allow_direct: bool) -> ImportResult:
+def _spans(p: ParsedReadings) -> tuple[np.ndarray, np.ndarray]:
+    """Per meter code: the start of its first interval and the end of its last, µs."""
     seg = np.flatnonzero(np.r_[True, p.meter_code[1:] != p.meter_code[:-1]]) if len(p.line) else \
         np.zeros(0, np.int64)
     first_us = np.zeros(len(p.meter_ids), np.int64)
@@ -187,8 +212,12 @@ def _store(conn: psycopg.Connection, path: Path, sha: bytes, p: ParsedReadings,
     first_us[p.meter_code[seg]] = p.start_us[seg]
     ends = np.r_[seg[1:] - 1, len(p.line) - 1] if len(seg) else seg
     last_us[p.meter_code[ends]] = p.end_us[ends]
-    base_imp, base_exp, at_start, overlap = _baselines(conn, p, first_us, last_us)
-    series = to_register_series(p, base_imp, base_exp, at_start)
+    return first_us, last_us
+
+
+def _store(conn: psycopg.Connection, path: Path, sha: bytes, p: ParsedReadings,
+           series: RegisterSeries, overlap: bool, progress: Progress | None, allow_direct: bool
+           ) -> ImportResult:
     row = conn.execute(
         "INSERT INTO import_batches (file_name, sha256, rows, inserted, first_ts, last_ts)"
         " VALUES (%s, %s, %s, 0, %s, %s) RETURNING id",

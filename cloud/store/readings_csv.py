@@ -11,7 +11,9 @@ Each row is one interval of one meter: `import_wh` is the energy consumed *durin
 from __future__ import annotations
 
 import csv
+import math
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 
 import numpy as np
 import numpy.typing as npt
@@ -30,6 +32,7 @@ from cloud.store.csv_kernel import (
     tokenize,
 )
 from cloud.store.errors import Problem
+from cloud.store.import_limits import MAX_POWER_W, TimeWindow, iso, max_interval_wh
 
 MAX_PROBLEMS = 1000  # kept with their details; the total is always counted
 _FIELD_MESSAGES = {
@@ -43,6 +46,8 @@ _FIELD_MESSAGES = {
 _REQUIRED = ("meter_id", "interval_start", "interval_end", "interval_minutes", "interval_seconds",
              "import_wh", "export_wh")
 _NONNEGATIVE = ("import_wh", "export_wh", "v_l1", "v_l2", "v_l3", "i_l1", "i_l2", "i_l3")
+_ENERGY = ("import_wh", "export_wh")  # at most MAX_POWER_W x the interval (import_limits.py)
+_SHOW_CHARS = 40  # a value quoted in a message is cut there (a 5000-digit number is one line)
 
 
 class Problems:
@@ -77,6 +82,10 @@ class ParsedReadings:
         default_factory=dict)
 
 
+def _shown(text: str) -> str:
+    return repr(text) if len(text) <= _SHOW_CHARS else repr(text[:_SHOW_CHARS]) + f"... ({len(text)} chars)"
+
+
 def _line_fields(data: bytes, start: int) -> list[str]:
     end = data.find(b"\n", start)
     text = data[start:end if end >= 0 else len(data)].decode("utf-8", "replace").rstrip("\r")
@@ -97,11 +106,17 @@ def _field_problems(data: bytes, plan: ColumnPlan, tk_err: npt.NDArray[np.uint8]
             break
         name = plan.names[c]
         vals = _line_fields(data, int(tk_start[r]))
-        shown = f" ({vals[c]!r})" if c < len(vals) and vals[c] else ""
+        shown = f" ({_shown(vals[c])})" if c < len(vals) and vals[c] else ""
         problems.add(int(tk_line[r]), f"{name}{shown} {_FIELD_MESSAGES[int(tk_err[r, c])]}", name)
     for r, c in zip(*np.nonzero(slow), strict=True):  # rare: long mantissas, big exponents
         text = _line_fields(data, int(tk_start[r]))[c]
-        floats[r, plan.slot(plan.names[c])] = float(text)  # the kernel checked the syntax
+        value = float(text)  # the kernel checked the syntax
+        if math.isinf(value):  # 1e309, a 400-digit number: float() overflows, silently
+            name = plan.names[c]
+            problems.add(int(tk_line[r]), f"{name} ({_shown(text)}) is too large to be a number "
+                                          "(it overflows to infinity)", name)
+            continue
+        floats[r, plan.slot(plan.names[c])] = value
         bad_field[r, c] = False
     return bad_field.any(axis=1)  # type: ignore[no-any-return]  # numpy stubs: any(axis=...) is Any
 
@@ -139,8 +154,65 @@ def _sort_order(codes: npt.NDArray[np.int64], start: npt.NDArray[np.int64]) -> n
     return np.lexsort((start, codes))
 
 
-def parse_readings_csv(data: bytes) -> tuple[ParsedReadings | None, list[Problem], int]:
-    """(parsed good rows or None if the header is unusable, problems sorted by line, total)."""
+def _interval_ends(tk_ts: npt.NDArray[np.int64], tk_ints: npt.NDArray[np.int64], plan: ColumnPlan,
+                   hi_us: int) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+    """(start, end) per row in µs. A length column is multiplied out only where the end stays
+    within `hi_us`; elsewhere the end is just past both the start and `hi_us` (so it is
+    reported as outside the window), and twelve digits of minutes can never overflow int64
+    into a plausible date."""
+    start = tk_ts[:, plan.slot("interval_start")]
+    length_col = plan.length_column
+    if length_col == "interval_end":
+        return start, tk_ts[:, plan.slot("interval_end")]
+    unit = 60_000_000 if length_col == "interval_minutes" else 1_000_000
+    n = tk_ints[:, plan.slot(length_col)]
+    fits = (start <= hi_us) & (n <= (hi_us - np.minimum(start, hi_us)) // unit)
+    return start, np.where(fits, start + np.where(fits, n, 0) * unit, np.maximum(start, hi_us) + 1)
+
+
+def _plausibility(plan: ColumnPlan, tk_line: npt.NDArray[np.int64], start: npt.NDArray[np.int64],
+                  end: npt.NDArray[np.int64], floats: npt.NDArray[np.float64],
+                  ok: npt.NDArray[np.bool_], window: TimeWindow, problems: Problems
+                  ) -> npt.NDArray[np.bool_]:
+    """Rows (among `ok`) inside the time window whose energy fits MAX_POWER_W."""
+    lo, hi = window.us
+    widen = "; if the data is real, widen the window (wattrail readings import --not-before / --not-after)"
+    outside = ok & ((start < lo) | (start > hi))
+    late = ok & ~outside & (end > hi)
+    for r in np.flatnonzero(outside):
+        problems.add(int(tk_line[r]), f"interval_start {iso(_dt(int(start[r])))} is outside the "
+                                      f"accepted time window {window}{widen}", "interval_start")
+    length_col = plan.length_column
+    for r in np.flatnonzero(late):
+        problems.add(int(tk_line[r]), f"{length_col} gives an interval that ends after "
+                                      f"{iso(window.not_after)}, the end of the accepted time "
+                                      f"window {window}{widen}", length_col)
+    ok = ok & ~outside & ~late
+    for name in _ENERGY:
+        if name not in plan.names:
+            continue
+        col = floats[:, plan.slot(name)]
+        limit = max_interval_wh(end - start)
+        over = ok & (col > limit)
+        for r in np.flatnonzero(over):
+            minutes = (int(end[r]) - int(start[r])) / 60e6
+            problems.add(int(tk_line[r]), f"{name} ({float(col[r])!r} Wh) is more than "
+                                          f"{MAX_POWER_W / 1e6:g} MW allows in its {minutes:g}-minute "
+                                          f"interval (at most {float(limit[r]):.10g} Wh); "
+                                          "check the unit (Wh, not mWh) and the interval", name)
+        ok &= ~over
+    return ok
+
+
+def _dt(us: int) -> datetime:
+    return datetime(1970, 1, 1, tzinfo=UTC) + timedelta(microseconds=us)
+
+
+def parse_readings_csv(data: bytes, window: TimeWindow | None = None
+                       ) -> tuple[ParsedReadings | None, list[Problem], int]:
+    """(parsed good rows or None if the header is unusable, problems sorted by line, total).
+    Intervals outside `window` (default: TimeWindow.default(), from the clock) are errors."""
+    window = window or TimeWindow.default()
     problems = Problems()
     header_end = data.find(b"\n")
     header = data[: header_end if header_end >= 0 else len(data)].decode("utf-8", "replace")
@@ -157,13 +229,8 @@ def parse_readings_csv(data: bytes) -> tuple[ParsedReadings | None, list[Problem
     bad = _field_problems(data, plan, tk.err, tk.line, tk.line_start, tk.floats, problems)
     bad |= tk.row_err != 0
 
-    start = tk.ts[:, plan.slot("interval_start")]
+    start, end = _interval_ends(tk.ts, tk.ints, plan, window.us[1])
     length_col = plan.length_column
-    if length_col == "interval_end":
-        end = tk.ts[:, plan.slot("interval_end")]
-    else:
-        unit = 60_000_000 if length_col == "interval_minutes" else 1_000_000
-        end = start + tk.ints[:, plan.slot(length_col)] * unit
     ok = ~bad
     for r in np.flatnonzero(ok & (end <= start)):
         problems.add(int(tk.line[r]), f"{length_col} gives an interval that does not end after "
@@ -177,6 +244,7 @@ def parse_readings_csv(data: bytes) -> tuple[ParsedReadings | None, list[Problem
                 problems.add(int(tk.line[r]), f"{name} is negative ({col[r]}); interval energy, "
                                               "voltage and current must be >= 0", name)
             ok &= ~neg
+    ok = _plausibility(plan, tk.line, start, end, tk.floats, ok, window, problems)
 
     keep = np.flatnonzero(ok)
     codes, meter_ids = _factorize(np.frombuffer(data, np.uint8), tk.id_start[keep],

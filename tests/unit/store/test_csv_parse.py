@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 
 from cloud.store.csv_format import plan_columns
 from cloud.store.cumulative import to_register_series
+from cloud.store.import_limits import TimeWindow
 from cloud.store.json_lines import element_lines
 from cloud.store.readings_csv import parse_readings_csv
 
@@ -63,8 +64,9 @@ def test_bad_timestamps_are_reported_on_their_line(bad: str) -> None:
     min_value=0, max_value=10**9, places=6, allow_nan=False).map(str))
 def test_numbers_equal_python_float(value: float | str) -> None:
     text = repr(value) if isinstance(value, float) else value
+    # an interval of 10,000 h, so that up to 1e12 Wh is plausible (100 MW, import_limits.py)
     parsed, problems, _ = parse_readings_csv(
-        f"meter_id,interval_start,interval_minutes,import_wh\nM1,2024-01-01T00:00:00Z,15,{text}\n".encode())
+        f"meter_id,interval_start,interval_minutes,import_wh\nM1,2001-01-01T00:00:00Z,600000,{text}\n".encode())
     assert problems == []
     assert parsed is not None and parsed.import_wh[0] == float(text)
 
@@ -123,5 +125,6 @@ def test_offset_conversion_matches_datetime() -> None:
     tz = timezone(timedelta(hours=-3, minutes=-30))
     dt = datetime(2031, 7, 4, 12, 0, 5, tzinfo=tz)
     parsed, _, _ = parse_readings_csv(
-        f"meter_id,interval_start,interval_seconds,import_wh\nM1,{dt.isoformat()},900,1\n".encode())
+        f"meter_id,interval_start,interval_seconds,import_wh\nM1,{dt.isoformat()},900,1\n".encode(),
+        TimeWindow.default(now=datetime(2031, 7, 4, tzinfo=UTC)))  # a date in the future
     assert parsed is not None and parsed.start_us[0] == _us(dt) and parsed.end_us[0] == _us(dt) + 900_000_000
