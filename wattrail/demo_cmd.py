@@ -20,13 +20,14 @@ def demo(
                                               help="share of meters with injected faults")] = 0.02,
     keep_running: Annotated[bool, typer.Option(help="leave the services up at the end")] = False,
 ) -> None:
-    """Run the whole platform on a simulated grid on loopback: services, meters, edge agents,
-    ingestors, transparency log; live progress, then the audit report.
+    """Run the whole platform on a simulated grid on loopback: services, meters,
+    edge agents, ingestors, transparency log; live progress, then the report.
 
-    The simulated clock runs in lock step with the agents: it moves to the next 15-minute poll
-    instant only when every agent has sealed the current one, so the same seed gives the same
-    readings and findings on a quiet or a loaded machine. For a simulator that runs on its own
-    in accelerated real time (the compose stack), see `wattrail sim --speed`."""
+    The simulated clock runs in lock step with the agents: it moves to the next
+    15-minute poll instant only when every agent has sealed the current one, so
+    the same seed gives the same readings and findings on a quiet or a loaded
+    machine. For a simulator that runs by itself in accelerated real time (the
+    compose stack), see `wattrail sim --speed`."""
     from wattrail.demo import DemoOptions, run
 
     raise typer.Exit(run(DemoOptions(meters, days, speed, theft_rate, seed,
