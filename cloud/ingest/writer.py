@@ -13,6 +13,10 @@ Envelopes are inserted with ON CONFLICT DO NOTHING, so a race with another inges
 the same seq ends as a duplicate or a conflict, never as two rows. Readings are COPYed into a
 temporary table and inserted with ON CONFLICT (meter_id, ts) DO NOTHING.
 
+Every value reaching this module fits its column: `classify` quarantines envelopes that hold
+anything else (cloud/ingest/limits.py). `stage_rows` and `quarantine_row` are the pure parts
+(the property test in tests/unit/ingest/test_storable.py drives them with random payloads).
+
 "Committed up to N" for an agent is the longest gap-free prefix 1..N of its stored seqs, kept
 in `agent_progress` under a row lock: acknowledging past a missing seq would make the agent
 delete an envelope the cloud never stored.
@@ -93,10 +97,42 @@ _STAGE = ("CREATE TEMP TABLE IF NOT EXISTS ingest_stage ("
 _STAGE_TYPES = ["text", "int8", *["float8"] * len(MEASURED_FIELDS), "int4", "int2", "text", "int8"]
 _COLS = ", ".join(MEASURED_FIELDS)
 _S_COLS = ", ".join(f"s.{f}" for f in MEASURED_FIELDS)
+_COPY = "COPY ingest_stage FROM STDIN WITH (FORMAT BINARY)"
 log = logging.getLogger(__name__)
 
 
 _ROW = operator.attrgetter("meter_id", "ts_ms", *MEASURED_FIELDS, "status", "quality")
+StageRow = tuple[Any, ...]  # meter_id, ts_ms, MEASURED_FIELDS..., status, quality, agent_id, seq
+
+
+def stage_rows(c: Candidate) -> list[StageRow]:
+    """The rows one envelope's readings COPY into `ingest_stage`, in _STAGE_TYPES order.
+    Pure; every value fits its column because `classify` refused the envelopes that do not
+    (cloud/ingest/limits.py): the property test in tests/unit/ingest checks the two together."""
+    tail = (c.agent_id, c.seq)
+    # one C-level attribute fetch per reading; values are already checked finite by the
+    # payload decoder, so they go to COPY as they are
+    return [_ROW(r) + tail for r in c.payload.readings]
+
+
+_QUARANTINE_DETAIL_MAX = 2000
+_CLAIMED_ID_MAX = 256  # the raw bytes keep a longer claim
+
+
+def quarantine_row(q: Quarantine) -> tuple[bytes, bytes, str | None, int | None, str, str]:
+    """(sha256, raw, agent_id, seq, reason, detail) as the `quarantine` table can hold them.
+
+    The claims in a quarantined message are untrusted and may be anything its CBOR can carry:
+    text holding U+0000 (PostgreSQL text cannot), a seq beyond bigint. A row the table refuses
+    would fail the batch, so the claims are made storable here; the raw bytes keep the truth."""
+    seq = q.seq if q.seq is not None and 0 <= q.seq <= 2**63 - 1 else None
+    agent = None if q.agent_id is None else _text(q.agent_id)[:_CLAIMED_ID_MAX]
+    return (q.envelope_hash, q.msg.payload, agent, seq, q.reason.value,
+            _text(q.detail)[:_QUARANTINE_DETAIL_MAX] or q.reason.value)
+
+
+def _text(s: str) -> str:
+    return s.replace("\x00", "\\x00")  # shown as the escape, so a reader sees it was there
 
 
 def store_batch(conn: psycopg.Connection[Any], items: Sequence[Candidate | Quarantine]
@@ -195,14 +231,11 @@ def _insert_readings(conn: psycopg.Connection[Any], stored: list[Candidate]) -> 
     staged = sum(len(c.payload.readings) for c in stored)
     conn.execute(_STAGE)
     with conn.cursor() as cur:
-        with cur.copy("COPY ingest_stage FROM STDIN WITH (FORMAT BINARY)") as copy:
+        with cur.copy(_COPY) as copy:
             copy.set_types(_STAGE_TYPES)
             for c in stored:
-                tail = (c.agent_id, c.seq)
-                for r in c.payload.readings:
-                    # one C-level attribute fetch per reading; values are already checked
-                    # finite by the payload decoder, so they go to COPY as they are
-                    copy.write_row(_ROW(r) + tail)
+                for row in stage_rows(c):
+                    copy.write_row(row)
         cur.execute(
             f"INSERT INTO readings (meter_id, ts, {_COLS}, status, quality, provenance, agent_id, "
             f"seq) SELECT meter_id, to_timestamp(ts_ms / 1000.0), {_COLS}, status, quality, "
@@ -231,8 +264,7 @@ def _quarantine(conn: psycopg.Connection[Any], q: Quarantine) -> None:
     conn.execute(
         "INSERT INTO quarantine (sha256, raw, agent_id, seq, reason, detail) "
         "VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT (sha256) DO UPDATE SET "
-        "count = quarantine.count + 1, last_seen = now()",
-        [q.envelope_hash, q.msg.payload, q.agent_id, q.seq, q.reason.value, q.detail])
+        "count = quarantine.count + 1, last_seen = now()", quarantine_row(q))
 
 
 def _advance(conn: psycopg.Connection[Any], agents: list[str]) -> dict[str, int]:
