@@ -36,6 +36,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from prometheus_client import Counter, Gauge, Histogram
 
 from cloud.ingest.classify import Candidate, Incoming, Quarantine, QuarantineReason, classify
+from cloud.ingest.limits import Limits
 from cloud.ingest.writer import BatchResult, load_keyring, store_batch
 from protocols.topics import encode_ack, shared_subscription, topic
 from security.keyring import Keyring
@@ -81,6 +82,7 @@ class IngestConfig:
     keyring_refresh_s: float = 30.0
     log_key: Path | None = None  # Ed25519 PEM: run the transparency-log sequencer and sign heads
     sth_every_s: float = 10.0
+    limits: Limits = field(default_factory=Limits)  # the plausible window for timestamps
 
 
 @dataclass
@@ -199,12 +201,12 @@ class Ingestor:
         while True:
             try:
                 keyring = self._keys()
-                items = [classify(m, keyring) for m in batch]
+                items = [classify(m, keyring, limits=self.cfg.limits) for m in batch]
                 if any(isinstance(i, Quarantine) and i.reason is QuarantineReason.UNKNOWN_KEY
                        for i in items):
                     # a newly registered agent: look again before quarantining its data
                     keyring = self._keys(fresh=True)
-                    items = [classify(m, keyring) for m in batch]
+                    items = [classify(m, keyring, limits=self.cfg.limits) for m in batch]
                 return self._store(items)
             except RETRYABLE as exc:
                 self.stats.db_retries += 1
