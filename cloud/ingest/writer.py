@@ -11,7 +11,10 @@ ingestor can take any message (shared subscription) and a restarted ingestor nee
 
 Envelopes are inserted with ON CONFLICT DO NOTHING, so a race with another ingestor storing
 the same seq ends as a duplicate or a conflict, never as two rows. Readings are COPYed into a
-temporary table and inserted with ON CONFLICT (meter_id, ts) DO NOTHING.
+temporary table and inserted with ON CONFLICT (meter_id, ts) DO NOTHING; every signed reading
+that did not get its row (its instant was taken by an earlier envelope, an import, or another
+reading of the same meter in the same envelope) is kept in `reading_conflicts`, so each
+envelope's readings are exactly its rows in `readings` plus its rows there.
 
 Every value reaching this module fits its column: `classify` quarantines envelopes that hold
 anything else (cloud/ingest/limits.py). `stage_rows` and `quarantine_row` are the pure parts
@@ -98,6 +101,9 @@ _STAGE_TYPES = ["text", "int8", *["float8"] * len(MEASURED_FIELDS), "int4", "int
 _COLS = ", ".join(MEASURED_FIELDS)
 _S_COLS = ", ".join(f"s.{f}" for f in MEASURED_FIELDS)
 _COPY = "COPY ingest_stage FROM STDIN WITH (FORMAT BINARY)"
+# the values a stored row and a staged row must share to be the same reading
+_SAME = " AND ".join(f"r.{f} IS NOT DISTINCT FROM s.{f}"
+                     for f in (*MEASURED_FIELDS, "status", "quality"))
 log = logging.getLogger(__name__)
 
 
@@ -243,16 +249,23 @@ def _insert_readings(conn: psycopg.Connection[Any], stored: list[Candidate]) -> 
         inserted = cur.rowcount
         if inserted == staged:
             return inserted, 0
-        # Some instants were taken (a clock that stepped back, an earlier import): nothing
-        # signed is dropped, the rows that lost go aside with their envelope. Rare path.
+        # Some instants were taken (a clock that stepped back, an earlier import, or another
+        # reading of the same meter and instant in the same envelope): nothing signed is
+        # dropped, every staged row that did not become a readings row goes aside with its
+        # envelope. The one that did is a staged row of its envelope with the stored row's
+        # key and values (one per group: `min(ctid)`, a row id that costs nothing on the hot
+        # path; which of several equal rows it names does not matter). Rare path.
         cur.execute(
+            "WITH won AS (SELECT min(s.ctid) AS id FROM ingest_stage s JOIN readings r "
+            "  ON r.meter_id = s.meter_id AND r.ts = to_timestamp(s.ts_ms / 1000.0) "
+            f"  AND r.agent_id = s.agent_id AND r.seq = s.seq AND {_SAME} "
+            "  GROUP BY s.agent_id, s.seq, s.meter_id, s.ts_ms) "
             f"INSERT INTO reading_conflicts (meter_id, ts, {_COLS}, status, quality, agent_id, seq) "
             f"SELECT s.meter_id, to_timestamp(s.ts_ms / 1000.0), {_S_COLS}, "
             "s.status, s.quality, s.agent_id, s.seq FROM ingest_stage s "
             "JOIN unnest(%s::text[], %s::int8[]) AS b(agent_id, seq) "  # this batch's rows only
             "  ON b.agent_id = s.agent_id AND b.seq = s.seq "
-            "WHERE NOT EXISTS (SELECT 1 FROM readings r WHERE r.meter_id = s.meter_id "
-            "AND r.ts = to_timestamp(s.ts_ms / 1000.0) AND r.agent_id = s.agent_id AND r.seq = s.seq)",
+            "WHERE s.ctid NOT IN (SELECT id FROM won) ORDER BY s.ctid",
             [[c.agent_id for c in stored], [c.seq for c in stored]])
         conflicts = cur.rowcount
         log.warning("%d signed readings found their (meter, ts) taken; kept in reading_conflicts",

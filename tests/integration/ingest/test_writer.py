@@ -145,6 +145,38 @@ def signed_readings(agent: Agent, readings: list[Reading]) -> bytes:
     return data
 
 
+def test_two_readings_of_one_meter_at_one_instant_in_one_envelope_are_both_kept(
+        conn: psycopg.Connection[Any], agent: Agent) -> None:
+    t = T0 + 500
+    e1 = signed_readings(agent, [
+        Reading("m-1", t, import_wh=1.0), Reading("m-2", t, import_wh=7.0),
+        Reading("m-1", t, import_wh=2.0, v_l1=230.0),  # same meter and instant, other values
+        Reading("m-1", t, import_wh=1.0)])  # and an exact repeat of the first
+    res = store_batch(conn, items(conn, e1))
+    assert (res.stored, res.readings, res.reading_conflicts) == (1, 2, 2)
+    stored = conn.execute("SELECT meter_id, import_wh, seq FROM readings ORDER BY 1").fetchall()
+    # the first in the envelope (the stage is scanned in COPY order; not evidence either way)
+    assert stored == [("m-1", 1.0, 1), ("m-2", 7.0, 1)]
+    kept = conn.execute("SELECT meter_id, ts, import_wh, v_l1, agent_id, seq "
+                        "FROM reading_conflicts ORDER BY id").fetchall()
+    ts = conn.execute("SELECT ts FROM readings WHERE meter_id = 'm-1'").fetchone()[0]  # type: ignore[index]
+    assert kept == [("m-1", ts, 2.0, 230.0, "tx-a", 1), ("m-1", ts, 1.0, None, "tx-a", 1)]
+    # and beside a conflict across envelopes of one batch (the clock stepped back)
+    e2 = signed_readings(agent, [Reading("m-1", t, import_wh=3.0)])
+    e3 = signed_readings(agent, [Reading("m-3", t, import_wh=4.0), Reading("m-3", t, import_wh=5.0)])
+    res = store_batch(conn, items(conn, e2, e3))
+    assert (res.stored, res.readings, res.reading_conflicts) == (2, 1, 2)
+    assert conn.execute("SELECT seq, meter_id, import_wh FROM reading_conflicts WHERE seq > 1 "
+                        "ORDER BY id").fetchall() == [(2, "m-1", 3.0), (3, "m-3", 5.0)]
+    # every signed reading of every envelope is in exactly one of the two tables
+    held = conn.execute("SELECT seq, count(*) FROM (SELECT seq FROM readings UNION ALL "
+                        "SELECT seq FROM reading_conflicts) x GROUP BY 1 ORDER BY 1").fetchall()
+    assert held == [(1, 4), (2, 1), (3, 2)]
+    again = store_batch(conn, items(conn, e1, e2, e3))  # redelivered: nothing set aside twice
+    assert (again.duplicates, again.reading_conflicts) == (3, 0)
+    assert count(conn, "SELECT count(*) FROM reading_conflicts") == 4
+
+
 def test_the_extreme_values_classify_accepts_store_as_signed(
         conn: psycopg.Connection[Any], agent: Agent) -> None:
     """The limits of cloud/ingest/limits.py against the real schema: what classify lets
