@@ -19,10 +19,15 @@ What is checked, and the finding kinds it yields (an empty list means the bundle
   a log the export could not build proofs from;
 - `reading`: a stored readings row that differs from the value its envelope signed, names an
   envelope that did not sign it (or one that is not stored), or a signed reading that is not
-  stored at all (unless it is older than the oldest readings chunk: retention, noted).
+  stored at all (unless it is older than the oldest readings chunk: retention, noted); the
+  same for a `reading_conflicts` row (a signed reading the ingestor kept aside because its
+  (meter, time) was already taken): it must be a reading its envelope signed, values and all.
 Declared gaps are reported as `gap` notes: they are the platform admitting a loss, not a
 forgery, and the auditor should see them. So are signed readings stored once from another
-source with the same values (`reading` notes).
+source with the same values, and signed readings kept aside in `reading_conflicts` because
+their (meter, time) holds another row: an agent clock that stepped back, an import that came
+first, or two readings of one meter at one instant in one envelope (`reading` notes; which of
+two such readings sits in `readings` is not evidence, the envelope signed both).
 """
 
 from __future__ import annotations
@@ -266,18 +271,39 @@ def _source(row: dict[str, Any]) -> str:
     return f"import batch {row.get('import_batch')}"
 
 
+def _key(r: dict[str, Any]) -> tuple[int, str, int]:
+    return int(r["seq"]), str(r["meter_id"]), int(r["ts_ms"])
+
+
+def _signed_there(payload: Payload, meter: str, ts: int, row: dict[str, Any]) -> bool:
+    """Did `payload` sign a reading of `meter` at `ts` with exactly the values in `row`?"""
+    return any(r.meter_id == meter and r.ts_ms == ts
+               and all(row.get(f) == v for f, v in _values(r).items()) for r in payload.readings)
+
+
 def _check_readings(bundle: dict[str, Any], signed: dict[int, Payload], stored: set[int],
                     rep: AuditReport) -> None:
-    """Every stored row that names one of this agent's envelopes must be a reading that
-    envelope signed, with the signed values; every signed reading must be stored."""
+    """Every stored row that names one of this agent's envelopes, in `readings` or kept aside
+    in `reading_conflicts`, must be a reading that envelope signed, with the signed values;
+    every signed reading must be stored in one of the two."""
     agent = rep.agent_id
     at = {(str(r["meter_id"]), int(r["ts_ms"])): r for r in bundle["readings"]}
+    aside: dict[tuple[int, str, int], list[dict[str, Any]]] = {}
+    for c in bundle.get("reading_conflicts", []):  # older exports lack it
+        if c.get("agent_id") == agent:
+            aside.setdefault(_key(c), []).append(c)
     held_from = bundle.get("readings_held_from_ms")
+    reported: set[tuple[int, str, int]] = set()  # one finding per altered row is enough
     for seq, payload in sorted(signed.items()):
         for r in payload.readings:
             row, where = at.get((r.meter_id, r.ts_ms)), f"meter {r.meter_id} at {r.ts_ms} ms"
+            kept = any(all(c.get(f) == v for f, v in _values(r).items())
+                       for c in aside.get((seq, r.meter_id, r.ts_ms), []))
             if row is None:
-                if held_from is not None and r.ts_ms < int(held_from):
+                if kept:
+                    rep.notes.append(Finding("reading", f"{where}: kept in reading_conflicts; "
+                                             "no row holds its (meter, time) now", seq))
+                elif held_from is not None and r.ts_ms < int(held_from):
                     rep.notes.append(Finding("reading", f"{where}: older than the oldest "
                                              "readings chunk (retention)", seq))
                 else:
@@ -287,25 +313,32 @@ def _check_readings(bundle: dict[str, Any], signed: dict[int, Payload], stored: 
             diff = [f for f, v in _values(r).items() if row.get(f) != v]
             mine = (row.get("provenance") == "signed" and row.get("agent_id") == agent
                     and row.get("seq") == seq)
-            if diff:
+            if diff and kept:
+                rep.notes.append(Finding("reading", f"{where}: kept in reading_conflicts, its "
+                                         f"(meter, time) holds another reading (from "
+                                         f"{_source(row)})", seq))
+            elif diff:
                 shown = ", ".join(f"{f} signed {getattr(r, f)!r} stored {row.get(f)!r}"
                                   for f in diff[:3])
                 src = "" if mine else f" (stored from {_source(row)})"
                 rep.findings.append(Finding("reading", f"{where}: {shown}{src}", seq))
+                reported.add((seq, r.meter_id, r.ts_ms))
             elif not mine:
                 rep.notes.append(Finding("reading", f"{where}: stored once, from {_source(row)}, "
                                          "with the signed values", seq))
-    for (meter, ts), row in sorted(at.items()):
-        if row.get("provenance") != "signed" or row.get("agent_id") != agent:
-            continue
-        seq = int(row["seq"])
+    named = [("", row) for row in at.values()
+             if row.get("provenance") == "signed" and row.get("agent_id") == agent]
+    named += [("kept-aside ", c) for cs in aside.values() for c in cs]
+    for what, row in sorted(named, key=lambda x: (_key(x[1]), x[0])):
+        seq, meter, ts = _key(row)
         if seq not in stored:
-            rep.findings.append(Finding("reading", f"meter {meter} at {ts} ms names seq {seq} "
-                                        "as its source, which is not stored", seq))
-        elif seq in signed and not any(r.meter_id == meter and r.ts_ms == ts
-                                       for r in signed[seq].readings):
-            rep.findings.append(Finding("reading", f"meter {meter} at {ts} ms names seq {seq} "
-                                        "as its source, which did not sign it", seq))
+            rep.findings.append(Finding("reading", f"{what}meter {meter} at {ts} ms names seq "
+                                        f"{seq} as its source, which is not stored", seq))
+        elif (seq in signed and (seq, meter, ts) not in reported
+              and not _signed_there(signed[seq], meter, ts, row)):
+            rep.findings.append(Finding("reading", f"{what}meter {meter} at {ts} ms names seq "
+                                        f"{seq} as its source, which did not sign it with "
+                                        "these values", seq))
 
 
 def _check_envelope(raw: bytes, seq: int, ring: Keyring, chain: ChainState,

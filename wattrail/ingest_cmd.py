@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import signal
 import threading
@@ -51,18 +52,32 @@ def ingest(
              "sequencer and sign tree heads")] = None,
     sth_every: Annotated[float, typer.Option(help="seconds between signed tree heads")] = 10.0,
     metrics_port: Annotated[int | None, typer.Option(
-        help="serve Prometheus metrics on this port (127.0.0.1)")] = None,
+        help="serve Prometheus metrics (/metrics) and the health check (/healthz) on this "
+             "port (127.0.0.1)")] = None,
+    earliest: Annotated[dt.datetime, typer.Option(
+        formats=["%Y-%m-%d", "%Y-%m-%dT%H:%M:%S"],
+        help="readings and sent-at times before this UTC instant are quarantined "
+             "(implausible_time)")] = dt.datetime(2000, 1, 1),
+    max_ahead: Annotated[float, typer.Option(
+        min=0, max=366 * 86400,
+        help="seconds past the receipt a timestamp may lie before it is quarantined "
+             "(implausible_time)")] = 86400.0,
+    stale_after: Annotated[float, typer.Option(
+        min=1, help="/healthz fails when the ingest worker has not looped for this many "
+                    "seconds")] = 60.0,
 ) -> None:
     """Run an ingestor: verify envelopes, store them in TimescaleDB, quarantine the rest, and
     acknowledge only what is committed. Run several to share the load."""
+    from cloud.ingest.limits import Limits
     from cloud.ingest.service import IngestConfig, IngestStats, run_forever
 
     logging.basicConfig(level=logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    if metrics_port is not None:
-        from prometheus_client import start_http_server
-
-        start_http_server(metrics_port, addr="127.0.0.1")
+    try:
+        limits = Limits(int(earliest.replace(tzinfo=dt.UTC).timestamp() * 1000),
+                        int(max_ahead * 1000))
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--earliest") from exc
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
@@ -77,4 +92,5 @@ def ingest(
 
     run_forever(IngestConfig(dsn, mqtt_host, mqtt_port, ca, cert, key, share_group=share_group,
                              max_batch=max_batch, max_wait_s=max_wait, log_key=log_key,
-                             sth_every_s=sth_every), status=status, stop=stop)
+                             sth_every_s=sth_every, limits=limits, metrics_port=metrics_port,
+                             stale_after_s=stale_after), status=status, stop=stop)

@@ -6,8 +6,14 @@ need the database, which any ingestor shares, and are settled by `cloud/ingest/w
 the same transaction that stores the rows. This pass only needs the keyring, so it is pure and
 can run on every message as it arrives.
 
+It also refuses, whole, a validly signed envelope holding a value the store cannot hold or a
+timestamp outside the plausible window (`cloud/ingest/limits.py`): such a value would make the
+database refuse the batch. "Now" for that window is the message's `received_ms`, so this pass
+stays pure and a test decides the time.
+
 Every message ends in exactly one bucket, and none is ever dropped unrecorded:
-- CANDIDATE: cryptographically valid; the writer decides store / duplicate / conflict;
+- CANDIDATE: cryptographically valid and storable; the writer decides store / duplicate /
+  conflict;
 - QUARANTINE: with a reason from `QuarantineReason`, a human detail, and the raw bytes.
 """
 
@@ -17,6 +23,7 @@ import enum
 import hashlib
 from dataclasses import dataclass, field
 
+from cloud.ingest.limits import Limits, check_payload
 from protocols.envelope import Payload
 from protocols.errors import ProtocolError
 from protocols.topics import parse_topic
@@ -40,6 +47,9 @@ class QuarantineReason(enum.StrEnum):
     BAD_TOPIC = "bad_topic"
     OVERSIZED = "oversized"
     STORE_ERROR = "store_error"  # valid, but the database refused its rows (see detail)
+    IMPLAUSIBLE_TIME = "implausible_time"  # a timestamp outside the plausible window
+    UNSTORABLE = "unstorable"  # a value the readings/envelopes columns cannot hold as signed
+    INTERNAL_ERROR = "internal_error"  # our code failed on this message (detail: the exception)
 
 
 _FROM_STATUS = {
@@ -57,7 +67,7 @@ class Incoming:
     topic: str
     payload: bytes
     mid: int  # the broker's message id, acknowledged only after the commit
-    received_ms: int
+    received_ms: int  # the ingestor's clock at receipt: "now" for the plausible window
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,8 +96,11 @@ class Quarantine:
     extra: dict[str, str] = field(default_factory=dict)
 
 
-def classify(msg: Incoming, keyring: Keyring, *,
-             max_bytes: int = MAX_ENVELOPE_BYTES) -> Candidate | Quarantine:
+DEFAULT_LIMITS = Limits()
+
+
+def classify(msg: Incoming, keyring: Keyring, *, max_bytes: int = MAX_ENVELOPE_BYTES,
+             limits: Limits = DEFAULT_LIMITS) -> Candidate | Quarantine:
     digest = hashlib.sha256(msg.payload).digest()
     if len(msg.payload) > max_bytes:
         return Quarantine(msg, QuarantineReason.OVERSIZED,
@@ -110,4 +123,10 @@ def classify(msg: Incoming, keyring: Keyring, *,
             msg, QuarantineReason.TOPIC_MISMATCH,
             f"envelope of agent {payload.agent_id!r} published under {topic_agent!r}'s topic",
             digest, agent_id=topic_agent, seq=payload.seq)
+    refused = check_payload(payload, msg.received_ms, limits)
+    if refused is not None:
+        reason = (QuarantineReason.IMPLAUSIBLE_TIME if refused.what == "time"
+                  else QuarantineReason.UNSTORABLE)
+        return Quarantine(msg, reason, refused.detail, digest, agent_id=topic_agent,
+                          seq=payload.seq)
     return Candidate(msg, payload, digest)

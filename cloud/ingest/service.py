@@ -11,13 +11,30 @@ cloud has not confirmed anyway. Quarantined messages are acknowledged too: they 
 (in `quarantine`), so they are handled.
 
 Faults: a database error keeps the batch in memory, unacknowledged, and retries with jittered
-backoff until the database is back; nothing is acked meanwhile. A message whose rows the
-database refuses (not a connection problem) is isolated by retrying the batch one message at
-a time and quarantined as `store_error`, so one poison message never blocks the rest.
+backoff until the database is back; nothing is acked meanwhile. Any other error is the
+message's or ours, never the database's, and is isolated to one message so that one poison
+message never blocks the rest, nor kills the worker:
+
+    classify raises on a message                -> that message: quarantine `internal_error`
+    the database refuses a batch's rows         -> retry one message at a time; the one it
+                                                   refuses: quarantine `store_error`
+    our code raises storing one message         -> quarantine `internal_error` (exception text)
+    even its quarantine row fails               -> a bare `internal_error` row (bytes, reason);
+                                                   failing that, logged and acknowledged: the
+                                                   agent still holds the uncommitted envelope
+                                                   and re-sends it
+    the registry (keyring) cannot be loaded     -> retried like an outage: not the message
+
+"Retryable" (`is_retryable`): the connection (lost, refused, or now broken), two ingestors
+racing (deadlock, serialisation), the server shedding load. Not class 54 (program limit
+exceeded, e.g. an index row too big): that is this statement's data, and retrying it forever
+would stop the ingestor as surely as the exception did. The worker beats a heartbeat at every
+loop; `/healthz` (cloud/ingest/health.py) fails when it is dead or stuck.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import queue
 import random
@@ -36,8 +53,11 @@ from paho.mqtt.enums import CallbackAPIVersion
 from prometheus_client import Counter, Gauge, Histogram
 
 from cloud.ingest.classify import Candidate, Incoming, Quarantine, QuarantineReason, classify
+from cloud.ingest.health import STALE_AFTER_S, Health, judge, serve
+from cloud.ingest.limits import Limits
 from cloud.ingest.writer import BatchResult, load_keyring, store_batch
-from protocols.topics import encode_ack, shared_subscription, topic
+from protocols.errors import ProtocolError
+from protocols.topics import encode_ack, parse_topic, shared_subscription, topic
 from security.keyring import Keyring
 
 log = logging.getLogger("wattrail.ingest")
@@ -54,6 +74,10 @@ M_BATCH = Histogram("wattrail_ingest_batch_seconds", "classify + store + commit 
 M_ACK_LAG = Histogram("wattrail_ingest_commit_to_ack_seconds", "commit to broker/agent acks",
                       buckets=(0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0))
 M_TREE = Gauge("wattrail_ingest_tlog_tree_size", "leaves in the last signed tree head")
+M_INTERNAL = Counter("wattrail_ingest_internal_errors_total",
+                     "exceptions of our own code, isolated so the worker goes on", ["stage"])
+M_HEARTBEAT = Gauge("wattrail_ingest_worker_heartbeat_timestamp_seconds",
+                    "unix time of the ingest worker's last loop (see /healthz)")
 # Errors that say "try the same thing again", not "this message is bad": the connection
 # (OperationalError: lost, refused, timed out), two ingestors racing on the same rows, or the
 # server shedding load. psycopg 3 derives the named ones from OperationalError already; they
@@ -64,6 +88,30 @@ RETRYABLE: tuple[type[psycopg.Error], ...] = (
     psycopg.errors.LockNotAvailable, psycopg.errors.AdminShutdown,
     psycopg.errors.CannotConnectNow, psycopg.errors.DiskFull,
 )
+
+
+def is_retryable(exc: BaseException, conn: psycopg.Connection[Any] | None) -> bool:
+    """True: the database (try the same thing again later); False: the message or our code."""
+    if isinstance(exc, psycopg.errors.ProgramLimitExceeded):
+        return False  # an OperationalError by class, but caused by the statement's data
+    if isinstance(exc, RETRYABLE):
+        return True
+    # the connection died under a statement: psycopg may say so with an InterfaceError
+    return isinstance(exc, psycopg.Error) and conn is not None and (conn.broken or conn.closed)
+
+
+class _Stopping(Exception):  # noqa: N818 - a signal, not an error
+    """Stop was requested while the worker waited to retry: nothing of the batch was acked."""
+
+
+class _RegistryUnavailable(Exception):  # noqa: N818 - reads as the state it names
+    """The keyring could not be loaded for a reason other than the connection: retried like an
+    outage, because no message is at fault."""
+
+
+def _describe(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return f"{type(exc).__name__}: {text}"[:500] if text else type(exc).__name__
 
 
 @dataclass(frozen=True)
@@ -81,6 +129,10 @@ class IngestConfig:
     keyring_refresh_s: float = 30.0
     log_key: Path | None = None  # Ed25519 PEM: run the transparency-log sequencer and sign heads
     sth_every_s: float = 10.0
+    limits: Limits = field(default_factory=Limits)  # the plausible window for timestamps
+    metrics_port: int | None = None  # serve /metrics and /healthz there (0: any free port)
+    metrics_host: str = "127.0.0.1"
+    stale_after_s: float = STALE_AFTER_S  # /healthz fails when the worker's beat is older
 
 
 @dataclass
@@ -93,6 +145,8 @@ class IngestStats:
     reading_conflicts: int = 0
     quarantined: dict[str, int] = field(default_factory=dict)
     db_retries: int = 0
+    internal_errors: int = 0  # exceptions of our own code, each isolated to a message or batch
+    unrecorded: int = 0  # messages acked with no row at all (even their quarantine failed)
     last_batch_ms: float = 0.0
     commit_to_ack_ms: float = 0.0
     tree_size: int = 0
@@ -107,6 +161,11 @@ class Ingestor:
         self._conn: psycopg.Connection[Any] | None = None
         self._keyring: Keyring | None = None
         self._keyring_at = 0.0
+        self._beat_at = time.monotonic()
+        self._worker: threading.Thread | None = None
+        self._logger: threading.Thread | None = None
+        self._http: Any = None
+        self.http_port: int | None = None
         c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=cfg.client_id,
                         protocol=mqtt.MQTTv5, manual_ack=True)
         c.tls_set(ca_certs=str(cfg.ca), certfile=str(cfg.cert), keyfile=str(cfg.key),
@@ -114,9 +173,11 @@ class Ingestor:
         # paho annotates the delays as int, but only adds, doubles and sleeps them: 0.2 s works
         c.reconnect_delay_set(0.2, 10)  # type: ignore[arg-type]
         c.on_connect = self._on_connect
+        c.on_subscribe = self._on_subscribe
         c.on_message = self._on_message
         self.client = c
         self.connected = threading.Event()
+        self.subscribed = threading.Event()  # the broker granted the shared subscription
 
     # -- MQTT thread -----------------------------------------------------------------------------
     def _on_connect(self, client: mqtt.Client, _u: Any, _f: Any, rc: Any, _p: Any) -> None:
@@ -126,6 +187,12 @@ class Ingestor:
         client.subscribe(shared_subscription("readings", self.cfg.share_group), qos=1)
         self.connected.set()
         log.info("connected to %s:%d, subscribed", self.cfg.mqtt_host, self.cfg.mqtt_port)
+
+    def _on_subscribe(self, _c: Any, _u: Any, _mid: int, rcs: list[Any], _p: Any) -> None:
+        if all(not rc.is_failure for rc in rcs):
+            self.subscribed.set()
+        else:
+            log.error("broker refused the ingestor's subscription: %s", rcs)
 
     def _on_message(self, _c: Any, _u: Any, msg: mqtt.MQTTMessage) -> None:
         self.stats.received += 1
@@ -144,8 +211,13 @@ class Ingestor:
         # `fresh`: at most one extra small query per batch that names an unknown key
         stale = fresh or now - self._keyring_at > self.cfg.keyring_refresh_s
         if self._keyring is None or stale:
-            self._keyring = load_keyring(self._db())
-            self._db().commit()
+            try:
+                self._keyring = load_keyring(self._db())
+                self._db().commit()
+            except Exception as exc:
+                if is_retryable(exc, self._conn):
+                    raise
+                raise _RegistryUnavailable(_describe(exc)) from exc
             self._keyring_at = now
         return self._keyring
 
@@ -166,31 +238,87 @@ class Ingestor:
                 break
         return batch
 
+    def _retryable(self, exc: BaseException) -> bool:
+        return is_retryable(exc, self._conn)
+
+    def _internal_error(self, stage: str, n: int = 1) -> None:
+        self.stats.internal_errors += n
+        M_INTERNAL.labels(stage).inc(n)
+
+    def _classify(self, batch: list[Incoming]) -> list[Candidate | Quarantine]:
+        keyring = self._keys()
+        items = [self._classify_one(m, keyring) for m in batch]
+        if any(isinstance(i, Quarantine) and i.reason is QuarantineReason.UNKNOWN_KEY
+               for i in items):
+            # a newly registered agent: look again before quarantining its data
+            keyring = self._keys(fresh=True)
+            items = [self._classify_one(m, keyring) for m in batch]
+        return items
+
+    def _classify_one(self, m: Incoming, keyring: Keyring) -> Candidate | Quarantine:
+        try:
+            return classify(m, keyring, limits=self.cfg.limits)
+        except Exception as exc:  # classify is meant never to raise: a bug, on this message
+            log.exception("classify failed on a message of %d bytes on %s; quarantined",
+                          len(m.payload), m.topic)
+            self._internal_error("classify")
+            try:
+                agent: str | None = parse_topic(m.topic)[0]
+            except ProtocolError:
+                agent = None
+            return Quarantine(m, QuarantineReason.INTERNAL_ERROR, _describe(exc),
+                              hashlib.sha256(m.payload).digest(), agent_id=agent)
+
     def _store(self, items: list[Candidate | Quarantine]) -> BatchResult:
         try:
             return store_batch(self._db(), items)
-        except RETRYABLE:
-            raise
-        except psycopg.Error as exc:
-            if len(items) == 1:
+        except Exception as exc:
+            if self._retryable(exc):
                 raise
-            # Not the connection: some message's rows are refused. Isolate it.
-            log.warning("batch refused (%s); retrying message by message", exc)
-            total = BatchResult()
-            for item in items:
+            # Not the connection: some message's rows are refused, or our code failed on one.
+            log.warning("batch of %d refused (%s); storing message by message", len(items),
+                        _describe(exc))
+        total = BatchResult()
+        for item in items:
+            try:
                 total.merge(self._store_one(item))
-            return total
+            except Exception as exc:
+                if self._retryable(exc):
+                    raise
+                # not even a bare quarantine row went in: acknowledged with the batch, and the
+                # agent, which keeps every envelope until it is committed, sends it again
+                log.exception("message %s (agent %r seq %s) could not be recorded at all; "
+                              "acknowledged, the agent re-sends it", item.envelope_hash.hex(),
+                              item.agent_id, item.seq)
+                self.stats.unrecorded += 1
+                self._internal_error("unrecorded")
+        return total
 
     def _store_one(self, item: Candidate | Quarantine) -> BatchResult:
         try:
             return store_batch(self._db(), [item])
-        except RETRYABLE:
-            raise
-        except psycopg.Error as exc:
-            log.error("quarantining a message the database refuses: %s", exc)
-            q = Quarantine(item.msg, QuarantineReason.STORE_ERROR, str(exc)[:500],
+        except Exception as exc:
+            if self._retryable(exc):
+                raise
+            db_refused = isinstance(exc, psycopg.Error)
+            log.error("quarantining a message the %s: %s",
+                      "database refuses" if db_refused else "ingestor failed on", _describe(exc))
+            if not db_refused:
+                self._internal_error("store")
+            q = Quarantine(item.msg, QuarantineReason.STORE_ERROR if db_refused
+                           else QuarantineReason.INTERNAL_ERROR, _describe(exc),
                            item.envelope_hash, agent_id=item.agent_id, seq=item.seq)
+        try:
             return store_batch(self._db(), [q])
+        except Exception as exc:
+            if self._retryable(exc):
+                raise
+            log.exception("the quarantine row itself was refused; keeping the bytes only")
+            self._internal_error("quarantine")
+            return store_batch(self._db(), [Quarantine(
+                item.msg, QuarantineReason.INTERNAL_ERROR,
+                f"{q.reason.value}: {q.detail}; then quarantining it failed: {_describe(exc)}",
+                item.envelope_hash)])
 
     def process(self, batch: list[Incoming]) -> BatchResult:
         """Classify and store one batch, retrying through database outages. Returns after
@@ -198,15 +326,10 @@ class Ingestor:
         attempt = 0
         while True:
             try:
-                keyring = self._keys()
-                items = [classify(m, keyring) for m in batch]
-                if any(isinstance(i, Quarantine) and i.reason is QuarantineReason.UNKNOWN_KEY
-                       for i in items):
-                    # a newly registered agent: look again before quarantining its data
-                    keyring = self._keys(fresh=True)
-                    items = [classify(m, keyring) for m in batch]
-                return self._store(items)
-            except RETRYABLE as exc:
+                return self._store(self._classify(batch))
+            except Exception as exc:
+                if not (isinstance(exc, _RegistryUnavailable) or self._retryable(exc)):
+                    raise
                 self.stats.db_retries += 1
                 M_DB_RETRIES.inc()
                 if self._conn is not None:
@@ -216,8 +339,9 @@ class Ingestor:
                 attempt += 1
                 log.warning("database unavailable (%s); retrying in %.1f s, nothing acked",
                             str(exc).strip().splitlines()[0] if str(exc) else exc, delay)
+                self._beat()  # waiting out an outage is this worker's job, not a hang
                 if self._stop.wait(delay):
-                    raise
+                    raise _Stopping from exc
 
     def _acknowledge(self, batch: list[Incoming], result: BatchResult) -> None:
         for m in batch:
@@ -225,34 +349,65 @@ class Ingestor:
         for agent_id, upto in result.committed_upto.items():
             self.client.publish(topic(agent_id, "ack"), encode_ack(upto), qos=1, retain=True)
 
+    def _beat(self) -> None:
+        self._beat_at = time.monotonic()
+        M_HEARTBEAT.set(time.time())
+
     def run_worker(self) -> None:
         while not self._stop.is_set():
+            self._beat()
             batch = self._next_batch()
             if not batch:
                 continue
-            started = time.monotonic()
             try:
-                result = self.process(batch)
-            except RETRYABLE:
+                self._handle(batch)
+            except _Stopping:
                 return  # stopping during an outage: nothing was acked, the broker redelivers
-            committed = time.monotonic()
-            self._acknowledge(batch, result)
-            self.stats.batches += 1
-            self.stats.stored += result.stored
-            self.stats.readings += result.readings
-            self.stats.reading_conflicts += result.reading_conflicts
-            self.stats.duplicates += result.duplicates
-            for reason, n in result.quarantined.items():
-                self.stats.quarantined[reason] = self.stats.quarantined.get(reason, 0) + n
-                M_QUARANTINED.labels(reason).inc(n)
-            self.stats.last_batch_ms = (committed - started) * 1000
-            self.stats.commit_to_ack_ms = (time.monotonic() - committed) * 1000
-            M_ENVELOPES.inc(result.stored)
-            M_READINGS.inc(result.readings)
-            M_DUPLICATES.inc(result.duplicates)
-            M_GAPS.inc(result.gaps)
-            M_BATCH.observe(committed - started)
-            M_ACK_LAG.observe(self.stats.commit_to_ack_ms / 1000)
+            except Exception:  # outside the per-message isolation (acks, counters): a bug
+                log.exception("ingest worker: unexpected error on a batch of %d messages; "
+                              "acknowledging them, the agents re-send what is not committed",
+                              len(batch))
+                self._internal_error("batch")
+                try:
+                    self._acknowledge(batch, BatchResult())  # PUBACKs only: no agent ack moves
+                except Exception:
+                    log.exception("ingest worker: acknowledging the failed batch failed too")
+
+    def _handle(self, batch: list[Incoming]) -> None:
+        started = time.monotonic()
+        result = self.process(batch)
+        committed = time.monotonic()
+        self._acknowledge(batch, result)
+        self.stats.batches += 1
+        self.stats.stored += result.stored
+        self.stats.readings += result.readings
+        self.stats.reading_conflicts += result.reading_conflicts
+        self.stats.duplicates += result.duplicates
+        for reason, n in result.quarantined.items():
+            self.stats.quarantined[reason] = self.stats.quarantined.get(reason, 0) + n
+            M_QUARANTINED.labels(reason).inc(n)
+        self.stats.last_batch_ms = (committed - started) * 1000
+        self.stats.commit_to_ack_ms = (time.monotonic() - committed) * 1000
+        M_ENVELOPES.inc(result.stored)
+        M_READINGS.inc(result.readings)
+        M_DUPLICATES.inc(result.duplicates)
+        M_GAPS.inc(result.gaps)
+        M_BATCH.observe(committed - started)
+        M_ACK_LAG.observe(self.stats.commit_to_ack_ms / 1000)
+
+    def health(self) -> Health:
+        """Is the worker alive and beating (cloud/ingest/health.py says why it matters)."""
+        s = self.stats
+        return judge(
+            worker_alive=self._worker is not None and self._worker.is_alive(),
+            last_beat_s_ago=time.monotonic() - self._beat_at,
+            stale_after_s=self.cfg.stale_after_s,
+            tlog_alive=None if self._logger is None else self._logger.is_alive(),
+            details={"mqtt_connected": self.client.is_connected(),
+                     "subscribed": self.subscribed.is_set(), "batches": s.batches,
+                     "stored": s.stored, "db_retries": s.db_retries,
+                     "internal_errors": s.internal_errors, "unrecorded": s.unrecorded,
+                     "quarantined": dict(s.quarantined)})
 
     def run_log(self) -> None:
         """Append stored envelopes to the transparency log and sign a head every cadence.
@@ -275,8 +430,11 @@ class Ingestor:
                     M_TREE.set(head.tree_size)
                     log.info("signed tree head: size %d root %s", head.tree_size,
                              head.root_hash.hex()[:16])
-            except psycopg.Error as exc:
-                log.warning("transparency log step failed (%s); retrying next cadence", exc)
+            except Exception as exc:  # never let one failure end the sequencer for good
+                if isinstance(exc, psycopg.Error):
+                    log.warning("transparency log step failed (%s); retrying next cadence", exc)
+                else:
+                    log.exception("transparency log step failed; retrying next cadence")
                 if conn is not None:
                     conn.close()
                 conn = None
@@ -284,20 +442,27 @@ class Ingestor:
             conn.close()
 
     def start(self) -> None:
+        if self.cfg.metrics_port is not None:
+            server, _thread = serve(self.cfg.metrics_host, self.cfg.metrics_port, self.health)
+            self._http, self.http_port = server, int(server.server_port)
         self.client.connect_async(self.cfg.mqtt_host, self.cfg.mqtt_port, keepalive=30)
         self.client.loop_start()
+        self._beat()
         self._worker = threading.Thread(target=self.run_worker, name="ingest-worker", daemon=True)
         self._worker.start()
-        self._logger: threading.Thread | None = None
         if self.cfg.log_key is not None:
             self._logger = threading.Thread(target=self.run_log, name="tlog", daemon=True)
             self._logger.start()
 
     def stop(self, timeout: float = 10.0) -> None:
         self._stop.set()
-        self._worker.join(timeout)
+        if self._worker is not None:
+            self._worker.join(timeout)
         if self._logger is not None:
             self._logger.join(timeout)
+        if self._http is not None:
+            self._http.shutdown()
+            self._http.server_close()
         self.client.disconnect()
         self.client.loop_stop()
         if self._conn is not None:

@@ -11,7 +11,14 @@ ingestor can take any message (shared subscription) and a restarted ingestor nee
 
 Envelopes are inserted with ON CONFLICT DO NOTHING, so a race with another ingestor storing
 the same seq ends as a duplicate or a conflict, never as two rows. Readings are COPYed into a
-temporary table and inserted with ON CONFLICT (meter_id, ts) DO NOTHING.
+temporary table and inserted with ON CONFLICT (meter_id, ts) DO NOTHING; every signed reading
+that did not get its row (its instant was taken by an earlier envelope, an import, or another
+reading of the same meter in the same envelope) is kept in `reading_conflicts`, so each
+envelope's readings are exactly its rows in `readings` plus its rows there.
+
+Every value reaching this module fits its column: `classify` quarantines envelopes that hold
+anything else (cloud/ingest/limits.py). `stage_rows` and `quarantine_row` are the pure parts
+(the property test in tests/unit/ingest/test_storable.py drives them with random payloads).
 
 "Committed up to N" for an agent is the longest gap-free prefix 1..N of its stored seqs, kept
 in `agent_progress` under a row lock: acknowledging past a missing seq would make the agent
@@ -93,10 +100,45 @@ _STAGE = ("CREATE TEMP TABLE IF NOT EXISTS ingest_stage ("
 _STAGE_TYPES = ["text", "int8", *["float8"] * len(MEASURED_FIELDS), "int4", "int2", "text", "int8"]
 _COLS = ", ".join(MEASURED_FIELDS)
 _S_COLS = ", ".join(f"s.{f}" for f in MEASURED_FIELDS)
+_COPY = "COPY ingest_stage FROM STDIN WITH (FORMAT BINARY)"
+# the values a stored row and a staged row must share to be the same reading
+_SAME = " AND ".join(f"r.{f} IS NOT DISTINCT FROM s.{f}"
+                     for f in (*MEASURED_FIELDS, "status", "quality"))
 log = logging.getLogger(__name__)
 
 
 _ROW = operator.attrgetter("meter_id", "ts_ms", *MEASURED_FIELDS, "status", "quality")
+StageRow = tuple[Any, ...]  # meter_id, ts_ms, MEASURED_FIELDS..., status, quality, agent_id, seq
+
+
+def stage_rows(c: Candidate) -> list[StageRow]:
+    """The rows one envelope's readings COPY into `ingest_stage`, in _STAGE_TYPES order.
+    Pure; every value fits its column because `classify` refused the envelopes that do not
+    (cloud/ingest/limits.py): the property test in tests/unit/ingest checks the two together."""
+    tail = (c.agent_id, c.seq)
+    # one C-level attribute fetch per reading; values are already checked finite by the
+    # payload decoder, so they go to COPY as they are
+    return [_ROW(r) + tail for r in c.payload.readings]
+
+
+_QUARANTINE_DETAIL_MAX = 2000
+_CLAIMED_ID_MAX = 256  # the raw bytes keep a longer claim
+
+
+def quarantine_row(q: Quarantine) -> tuple[bytes, bytes, str | None, int | None, str, str]:
+    """(sha256, raw, agent_id, seq, reason, detail) as the `quarantine` table can hold them.
+
+    The claims in a quarantined message are untrusted and may be anything its CBOR can carry:
+    text holding U+0000 (PostgreSQL text cannot), a seq beyond bigint. A row the table refuses
+    would fail the batch, so the claims are made storable here; the raw bytes keep the truth."""
+    seq = q.seq if q.seq is not None and 0 <= q.seq <= 2**63 - 1 else None
+    agent = None if q.agent_id is None else _text(q.agent_id)[:_CLAIMED_ID_MAX]
+    return (q.envelope_hash, q.msg.payload, agent, seq, q.reason.value,
+            _text(q.detail)[:_QUARANTINE_DETAIL_MAX] or q.reason.value)
+
+
+def _text(s: str) -> str:
+    return s.replace("\x00", "\\x00")  # shown as the escape, so a reader sees it was there
 
 
 def store_batch(conn: psycopg.Connection[Any], items: Sequence[Candidate | Quarantine]
@@ -195,14 +237,11 @@ def _insert_readings(conn: psycopg.Connection[Any], stored: list[Candidate]) -> 
     staged = sum(len(c.payload.readings) for c in stored)
     conn.execute(_STAGE)
     with conn.cursor() as cur:
-        with cur.copy("COPY ingest_stage FROM STDIN WITH (FORMAT BINARY)") as copy:
+        with cur.copy(_COPY) as copy:
             copy.set_types(_STAGE_TYPES)
             for c in stored:
-                tail = (c.agent_id, c.seq)
-                for r in c.payload.readings:
-                    # one C-level attribute fetch per reading; values are already checked
-                    # finite by the payload decoder, so they go to COPY as they are
-                    copy.write_row(_ROW(r) + tail)
+                for row in stage_rows(c):
+                    copy.write_row(row)
         cur.execute(
             f"INSERT INTO readings (meter_id, ts, {_COLS}, status, quality, provenance, agent_id, "
             f"seq) SELECT meter_id, to_timestamp(ts_ms / 1000.0), {_COLS}, status, quality, "
@@ -210,16 +249,23 @@ def _insert_readings(conn: psycopg.Connection[Any], stored: list[Candidate]) -> 
         inserted = cur.rowcount
         if inserted == staged:
             return inserted, 0
-        # Some instants were taken (a clock that stepped back, an earlier import): nothing
-        # signed is dropped, the rows that lost go aside with their envelope. Rare path.
+        # Some instants were taken (a clock that stepped back, an earlier import, or another
+        # reading of the same meter and instant in the same envelope): nothing signed is
+        # dropped, every staged row that did not become a readings row goes aside with its
+        # envelope. The one that did is a staged row of its envelope with the stored row's
+        # key and values (one per group: `min(ctid)`, a row id that costs nothing on the hot
+        # path; which of several equal rows it names does not matter). Rare path.
         cur.execute(
+            "WITH won AS (SELECT min(s.ctid) AS id FROM ingest_stage s JOIN readings r "
+            "  ON r.meter_id = s.meter_id AND r.ts = to_timestamp(s.ts_ms / 1000.0) "
+            f"  AND r.agent_id = s.agent_id AND r.seq = s.seq AND {_SAME} "
+            "  GROUP BY s.agent_id, s.seq, s.meter_id, s.ts_ms) "
             f"INSERT INTO reading_conflicts (meter_id, ts, {_COLS}, status, quality, agent_id, seq) "
             f"SELECT s.meter_id, to_timestamp(s.ts_ms / 1000.0), {_S_COLS}, "
             "s.status, s.quality, s.agent_id, s.seq FROM ingest_stage s "
             "JOIN unnest(%s::text[], %s::int8[]) AS b(agent_id, seq) "  # this batch's rows only
             "  ON b.agent_id = s.agent_id AND b.seq = s.seq "
-            "WHERE NOT EXISTS (SELECT 1 FROM readings r WHERE r.meter_id = s.meter_id "
-            "AND r.ts = to_timestamp(s.ts_ms / 1000.0) AND r.agent_id = s.agent_id AND r.seq = s.seq)",
+            "WHERE s.ctid NOT IN (SELECT id FROM won) ORDER BY s.ctid",
             [[c.agent_id for c in stored], [c.seq for c in stored]])
         conflicts = cur.rowcount
         log.warning("%d signed readings found their (meter, ts) taken; kept in reading_conflicts",
@@ -231,8 +277,7 @@ def _quarantine(conn: psycopg.Connection[Any], q: Quarantine) -> None:
     conn.execute(
         "INSERT INTO quarantine (sha256, raw, agent_id, seq, reason, detail) "
         "VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT (sha256) DO UPDATE SET "
-        "count = quarantine.count + 1, last_seen = now()",
-        [q.envelope_hash, q.msg.payload, q.agent_id, q.seq, q.reason.value, q.detail])
+        "count = quarantine.count + 1, last_seen = now()", quarantine_row(q))
 
 
 def _advance(conn: psycopg.Connection[Any], agents: list[str]) -> dict[str, int]:

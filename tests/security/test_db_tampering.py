@@ -9,7 +9,9 @@ with database access but none of the keys could, then audits it as an auditor wo
 API route (`GET /v1/audit/export`, with `known_tree_size` = the saved head's size) for each
 agent, and the real `wattrail audit verify BUNDLE --ca --log-key --tree-head` on the files.
 Every trial must end in exit 1 with a finding of the expected kind that names what was touched;
-the untampered copy must verify with exit 0.
+the untampered copy must verify with exit 0, although some envelopes sign two readings of one
+meter at one instant with different values (the second is kept aside in reading_conflicts,
+which is evidence, not tampering).
 """
 
 from __future__ import annotations
@@ -68,6 +70,12 @@ TRIALS = 100
 N_A, N_B, READINGS = 40, 20, 5  # envelopes of agents A and B, readings per envelope
 LOGGED_FIRST = 25  # A's envelopes in the first signed head; the rest of A and B in the second
 UNLOGGED_A = 2  # A's envelopes stored after the published head (not logged yet)
+TWICE = 7  # envelopes with seq % 10 == TWICE sign meter m1 twice at one instant
+
+
+def _twice(agent: str) -> list[int]:
+    n = N_B if agent.endswith("-b") else N_A + UNLOGGED_A
+    return [s for s in range(1, n + 1) if s % 10 == TWICE]
 
 
 @dataclass
@@ -97,6 +105,8 @@ def _readings(agent: str, seq: int, sent_at: int) -> list[Reading]:
             i_l1=3.0 + i, p_w=690.5 + v, pf=0.97, freq_hz=50.01,
             status=4 if (seq + i) % 11 == 0 else 0,
             quality=Quality.STALE if (seq + i) % 13 == 0 else Quality.VALID))
+    if seq % 10 == TWICE:  # the same meter and instant again, other values: kept aside
+        out.append(Reading(f"{agent}-m1", sent_at - 500, import_wh=-1.0 - seq, v_l1=1.5))
     return out
 
 
@@ -174,6 +184,9 @@ def world(services: Services, template_db: str, tmp_path_factory: pytest.TempPat
             assert sign_head(conn, log_key) is not None
             _store(conn, a, chain_a[N_A:])  # stored after the published head, not logged yet
             token = create_token(conn, "auditor", "tamper campaign").secret
+            kept = conn.execute("SELECT agent_id, seq FROM reading_conflicts ORDER BY 1, 2"
+                                ).fetchall()
+            assert kept == sorted((ag, s) for ag in (a, b) for s in _twice(ag)), kept
         w = World(template=name, pki=pki, log_pub=log_pub, head_file=tmp / "published-head.json",
                   head={}, token=token, agents={a: N_A + UNLOGGED_A, b: N_B},
                   logged={a: N_A, b: N_B},
@@ -225,6 +238,7 @@ class Audit:
     kinds: Counter[str]
     findings: list[tuple[str, str, str, int | None]]  # agent, kind, detail, seq
     outputs: dict[str, str]
+    notes: list[tuple[str, str, str, int | None]] = field(default_factory=list)
 
 
 _CLI = typer.main.get_command(wattrail_cli)  # the `wattrail` command, built once
@@ -233,7 +247,7 @@ _CLI = typer.main.get_command(wattrail_cli)  # the `wattrail` command, built onc
 def audit(w: World, tmp: Path) -> Audit:
     """Export each agent's bundle through the API and verify it as the auditor would."""
     runner = CliRunner()
-    codes, outs, findings = {}, {}, []
+    codes, outs, findings, notes = {}, {}, [], []
     kinds: Counter[str] = Counter()
     params = {"start": w.start.isoformat(), "end": w.end.isoformat(),
               "known_tree_size": w.head["tree_size"]}
@@ -254,8 +268,9 @@ def audit(w: World, tmp: Path) -> Audit:
         for f in rep.findings:
             findings.append((agent, f.kind, f.detail, f.seq))
             kinds[f.kind] += 1
+        notes += [(agent, n.kind, n.detail, n.seq) for n in rep.notes]
     TIMES.update({"export": t1 - t0, "verify": time.monotonic() - t1})
-    return Audit(codes, kinds, findings, outs)
+    return Audit(codes, kinds, findings, outs, notes)
 
 
 def _ca(w: World) -> Any:
@@ -450,6 +465,24 @@ def reading_as_imported(c: psycopg.Connection[Any], rng: random.Random, w: World
     return Target(agent, seq, {"reading"}, f"reading of {meter} relabelled imported and changed")
 
 
+def _conflict_row(c: psycopg.Connection[Any], rng: random.Random, w: World) -> tuple[str, int]:
+    agent = rng.choice(list(w.agents))
+    return agent, rng.choice(_twice(agent))
+
+
+def conflict_value(c: psycopg.Connection[Any], rng: random.Random, w: World) -> Target:
+    agent, seq = _conflict_row(c, rng, w)
+    c.execute("UPDATE reading_conflicts SET import_wh = import_wh - 1 "
+              "WHERE agent_id = %s AND seq = %s", [agent, seq])
+    return Target(agent, seq, {"reading"}, "kept-aside reading's value changed")
+
+
+def conflict_delete(c: psycopg.Connection[Any], rng: random.Random, w: World) -> Target:
+    agent, seq = _conflict_row(c, rng, w)
+    c.execute("DELETE FROM reading_conflicts WHERE agent_id = %s AND seq = %s", [agent, seq])
+    return Target(agent, seq, {"reading"}, "kept-aside reading deleted")
+
+
 def leaf_update(c: psycopg.Connection[Any], rng: random.Random, w: World) -> Target:
     idx = rng.randrange(w.head["tree_size"])
     agent, _seq = c.execute("SELECT agent_id, seq FROM tlog_leaves WHERE idx = %s",
@@ -497,8 +530,8 @@ KINDS: list[Tamper] = [
     env_raw_bitflip, env_raw_rehashed, env_delete, env_delete_last, env_move_seq, env_move_agent,
     env_sent_at, env_key_id, env_insert_forged, env_insert_copy, env_log_index, reading_value,
     reading_delete, reading_insert_forged, reading_insert_orphan, reading_reattribute,
-    reading_move_ts, reading_as_imported, leaf_update, leaf_delete, head_delete, head_forge,
-    key_revoked, key_certificate_swap,
+    reading_move_ts, reading_as_imported, conflict_value, conflict_delete, leaf_update,
+    leaf_delete, head_delete, head_forge, key_revoked, key_certificate_swap,
 ]
 
 
@@ -507,6 +540,10 @@ def test_untampered_copy_verifies(world: World, services: Services, tmp_path: Pa
     res = audit(world, tmp_path)
     assert res.exit_codes == dict.fromkeys(world.agents, 0), res.outputs
     assert res.findings == []
+    # the second readings of m1 are notes, not findings
+    assert sorted((a, s) for a, kind, detail, s in res.notes
+                  if kind == "reading" and "kept in reading_conflicts" in detail) \
+        == sorted((a, s) for a in world.agents for s in _twice(a)), res.notes
     for out in res.outputs.values():
         assert "OK" in out and "pinned tree head" in out
 

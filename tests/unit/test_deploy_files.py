@@ -210,6 +210,14 @@ def test_ingestor_scales() -> None:
     assert env["WATTRAIL_INGESTOR_CERT"].endswith("/services/wattrail-ingestor/tls.crt")
 
 
+def test_the_ingestor_healthcheck_asks_whether_the_worker_lives() -> None:
+    # /metrics kept answering while the worker thread was dead: only /healthz says so
+    ing = SERVICES["ingestor"]
+    cmd = list(map(str, ing["command"]))
+    port = cmd[cmd.index("--metrics-port") + 1]
+    assert f"http://127.0.0.1:{port}/healthz" in " ".join(ing["healthcheck"]["test"])
+
+
 @pytest.mark.parametrize("name", LONG_RUNNING)
 def test_long_running_services_have_healthchecks(name: str) -> None:
     test = SERVICES[name].get("healthcheck", {}).get("test")

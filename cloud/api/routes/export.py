@@ -22,6 +22,9 @@ envelope as `envelopes/<seq>.cose`):
   rows at every (meter, time) the exported envelopes signed, so the verifier can compare what
   is stored with what was signed; `readings_held_from_ms`: where the oldest `readings` chunk
   starts (retention drops whole chunks from the oldest), null when there is none;
+- `reading_conflicts`: the signed readings the ingestor kept aside, naming one of those seqs,
+  because their (meter, time) was already taken (an agent clock that stepped back, an import
+  that came first, two readings of one meter at one instant in one envelope);
 - `log_problems`: what stopped the export from building proofs (a damaged log).
 Envelopes: every stored one from the first to the last seq sent in the period (so one whose
 stored sent-at was changed still appears, and the verifier compares it with the signed one).
@@ -107,6 +110,8 @@ _ENV_COLS = "seq, raw, sha256, key_id, sent_at, received_at, verdict, log_index"
 _READING_COLS = ("meter_id, (extract(epoch FROM ts) * 1000)::bigint AS ts_ms, "
                  + ", ".join(MEASURED_FIELDS)
                  + ", status, quality, provenance, agent_id, seq, import_batch")
+_CONFLICT_COLS = ("meter_id, (extract(epoch FROM ts) * 1000)::bigint AS ts_ms, "
+                  + ", ".join(MEASURED_FIELDS) + ", status, quality, agent_id, seq")
 
 
 async def _collect(conn: ConnDep, agent_id: str, start: datetime, end: datetime,
@@ -172,6 +177,10 @@ async def _collect(conn: ConnDep, agent_id: str, start: datetime, end: datetime,
                             "AND seq >= %s AND (%s::int8 IS NULL OR seq <= %s) ORDER BY seq",
                             [agent_id, window[0], window[1], window[1]])
     readings = await _readings(conn, agent_id, window, envs)
+    kept_aside = await rows(
+        conn, f"SELECT {_CONFLICT_COLS} FROM reading_conflicts WHERE agent_id = %s AND seq >= %s "
+        "AND (%s::int8 IS NULL OR seq <= %s) ORDER BY seq, meter_id, ts, id",
+        [agent_id, window[0], window[1], window[1]])
     held = await one(conn, "SELECT (extract(epoch FROM min(range_start)) * 1000)::bigint AS ms "
                      "FROM timescaledb_information.chunks WHERE hypertable_schema = 'public' "
                      "AND hypertable_name = 'readings'")
@@ -202,6 +211,7 @@ async def _collect(conn: ConnDep, agent_id: str, start: datetime, end: datetime,
         "log_leaves": [{"seq": r["seq"], "idx": r["idx"], "leaf_hash": bytes(r["leaf_hash"]).hex()}
                        for r in log_leaves],
         "readings": readings,
+        "reading_conflicts": [dict(r) for r in kept_aside],
         "readings_held_from_ms": held["ms"] if held else None,
     }
     return bundle, [(e["seq"], bytes(e["raw"])) for e in envs]

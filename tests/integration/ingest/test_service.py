@@ -1,10 +1,15 @@
 """The ingestor process end to end: real broker, real database, real agents' publishers.
 Everything published is stored exactly once, the agent's outbox empties only through the
-cloud's acks, and two ingestors sharing the load store exactly what one would."""
+cloud's acks, and two ingestors sharing the load store exactly what one would. An exception
+in our own code costs one message, never the worker; a dead or stuck worker fails /healthz."""
 
 from __future__ import annotations
 
+import json
+import threading
 import time
+import urllib.error
+import urllib.request
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -47,9 +52,10 @@ def ingestors(services: Services, dsn: str, issue_client_cert: Callable[[str], C
     group = f"g{uuid.uuid4().hex[:8]}"  # tests share the broker; keep their groups apart
     made: list[Ingestor] = []
 
-    def make() -> Ingestor:
+    def make(**kw: Any) -> Ingestor:
         ing = Ingestor(IngestConfig(dsn, services.mqtt_host, services.mqtt_port, services.ca_cert,
-                                    cert.cert, cert.key, share_group=group, max_wait_s=0.05))
+                                    cert.cert, cert.key, share_group=group, max_wait_s=0.05,
+                                    **kw))
         ing.start()
         assert ing.connected.wait(10)
         made.append(ing)
@@ -74,6 +80,14 @@ def start_agent(services: Services, dsn: str, cert: ClientCert, tmp: Path, n: in
                     resend_after=2.0, backoff_cap=0.5)
     pub.start()
     return pub, ob
+
+
+def healthz(ing: Ingestor) -> tuple[int, dict[str, Any]]:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{ing.http_port}/healthz", timeout=5) as r:
+            return r.status, json.loads(r.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read())
 
 
 def rows(dsn: str, sql: str) -> list[tuple[Any, ...]]:
@@ -149,3 +163,86 @@ def test_the_ingestor_logs_envelopes_and_signs_heads(
         ing.stop()
     assert rows(dsn, "SELECT count(*), count(log_index) FROM envelopes") == [(30, 30)]
     assert rows(dsn, "SELECT max(tree_size) FROM tlog_tree_heads") == [(30,)]
+
+
+def test_an_exception_in_our_code_costs_one_message_not_the_worker(
+    services: Services, dsn: str, ingestors: Callable[..., Ingestor],
+    issue_client_cert: Callable[[str], ClientCert], agent_id: str, tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from cloud.ingest import service
+    from cloud.ingest.classify import Candidate
+
+    real_store, real_classify = service.store_batch, service.classify
+
+    def store_batch(conn: Any, items: Any) -> Any:  # a bug that bites on seq 3 only
+        if any(isinstance(i, Candidate) and i.seq == 3 for i in items):
+            raise RuntimeError("boom on seq 3")
+        return real_store(conn, items)
+
+    def classify(m: Any, *a: Any, **kw: Any) -> Any:  # and one in classify, on seq 5 only
+        out = real_classify(m, *a, **kw)
+        if isinstance(out, Candidate) and out.seq == 5:
+            raise ZeroDivisionError("classify bug on seq 5")
+        return out
+
+    monkeypatch.setattr(service, "store_batch", store_batch)
+    monkeypatch.setattr(service, "classify", classify)
+    ing = ingestors(metrics_port=0)
+    pub, ob = start_agent(services, dsn, issue_client_cert(agent_id), tmp_path, 8, 5)
+    try:
+        wait_until(lambda: len(rows(dsn, "SELECT 1 FROM envelopes")) == 6
+                   and len(rows(dsn, "SELECT 1 FROM quarantine")) == 2)
+    finally:
+        pub.stop()
+        ob.close()
+    assert rows(dsn, "SELECT seq FROM envelopes ORDER BY 1") == [(s,) for s in (1, 2, 4, 6, 7, 8)]
+    q = rows(dsn, "SELECT seq, reason, detail FROM quarantine ORDER BY seq")
+    # the store's failure knows its seq; classify's knows only the topic's agent
+    assert [(s, r) for s, r, _d in q] == [(3, "internal_error"), (None, "internal_error")]
+    assert "RuntimeError: boom on seq 3" in q[0][2]
+    assert "ZeroDivisionError: classify bug on seq 5" in q[1][2]
+    assert rows(dsn, "SELECT DISTINCT agent_id FROM quarantine") == [(agent_id,)]
+    assert ing.stats.internal_errors >= 2
+    status, body = healthz(ing)
+    assert status == 200 and body["worker_alive"], body
+
+
+def test_healthz_fails_when_the_worker_thread_is_dead(
+    ingestors: Callable[..., Ingestor], monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    ing = ingestors(metrics_port=0)
+    assert healthz(ing)[0] == 200
+    died: list[threading.ExceptHookArgs] = []
+    monkeypatch.setattr(threading, "excepthook", died.append)  # we expect this one
+
+    class Killed(BaseException):  # not an Exception: nothing in the worker catches it
+        pass
+
+    def die() -> list[Any]:
+        raise Killed
+
+    ing._next_batch = die  # type: ignore[method-assign]  # on purpose: kill the worker
+    wait_until(lambda: ing._worker is not None and not ing._worker.is_alive())
+    assert [d.exc_type for d in died] == [Killed]
+    status, body = healthz(ing)
+    assert (status, body["status"], body["worker_alive"]) == (503, "unhealthy", False), body
+    assert "worker not running" in body["problems"][0]
+
+
+def test_healthz_fails_while_the_worker_is_stuck(ingestors: Callable[..., Ingestor]) -> None:
+    ing = ingestors(metrics_port=0, stale_after_s=0.5)
+    release = threading.Event()
+    real_next = ing._next_batch
+
+    def hang() -> list[Any]:
+        release.wait(30)  # a statement that does not return, say
+        return real_next()
+
+    ing._next_batch = hang  # type: ignore[method-assign]  # on purpose: hang the worker
+    wait_until(lambda: healthz(ing)[0] == 503, timeout=10)
+    status, body = healthz(ing)
+    assert status == 503 and body["worker_alive"] and "worker stuck" in body["problems"][0], body
+    ing._next_batch = real_next  # type: ignore[method-assign]
+    release.set()
+    wait_until(lambda: healthz(ing)[0] == 200, timeout=10)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 from typing import Any
 
@@ -9,8 +10,12 @@ import psycopg
 import pytest
 
 from cloud.ingest.classify import Candidate, Incoming, Quarantine, QuarantineReason, classify
+from cloud.ingest.limits import EARLIEST_MS, MAX_AHEAD_MS
 from cloud.ingest.writer import load_keyring, register_key, store_batch
 from cloud.store.migrate import migrate
+from protocols.envelope import GENESIS_PREV_HASH, ClockStatus, Payload, encode_payload, envelope_hash
+from protocols.reading import Reading
+from security.keys import key_id, sign_envelope
 from tests.unit.security.envelopes import T0, Agent, cert_for, key_from_byte
 
 pytestmark = pytest.mark.integration
@@ -127,3 +132,72 @@ def test_a_reading_whose_instant_is_taken_is_kept_aside_not_dropped(
     again = store_batch(conn, items(conn, e2, e4))
     assert (again.duplicates, again.reading_conflicts) == (2, 0)
     assert count(conn, "SELECT count(*) FROM reading_conflicts") == 2
+
+
+def signed_readings(agent: Agent, readings: list[Reading]) -> bytes:
+    """The agent's next envelope, carrying exactly `readings`."""
+    seq = agent.seq + 1
+    p = Payload(agent.agent_id, key_id(agent.key), seq,
+                GENESIS_PREV_HASH if seq == 1 else agent.prev, T0 + seq * 1000,
+                ClockStatus.SYNCED, readings)
+    data = sign_envelope(agent.key, key_id(agent.key), encode_payload(p))
+    agent.seq, agent.prev = seq, envelope_hash(data)
+    return data
+
+
+def test_two_readings_of_one_meter_at_one_instant_in_one_envelope_are_both_kept(
+        conn: psycopg.Connection[Any], agent: Agent) -> None:
+    t = T0 + 500
+    e1 = signed_readings(agent, [
+        Reading("m-1", t, import_wh=1.0), Reading("m-2", t, import_wh=7.0),
+        Reading("m-1", t, import_wh=2.0, v_l1=230.0),  # same meter and instant, other values
+        Reading("m-1", t, import_wh=1.0)])  # and an exact repeat of the first
+    res = store_batch(conn, items(conn, e1))
+    assert (res.stored, res.readings, res.reading_conflicts) == (1, 2, 2)
+    stored = conn.execute("SELECT meter_id, import_wh, seq FROM readings ORDER BY 1").fetchall()
+    # the first in the envelope (the stage is scanned in COPY order; not evidence either way)
+    assert stored == [("m-1", 1.0, 1), ("m-2", 7.0, 1)]
+    kept = conn.execute("SELECT meter_id, ts, import_wh, v_l1, agent_id, seq "
+                        "FROM reading_conflicts ORDER BY id").fetchall()
+    ts = conn.execute("SELECT ts FROM readings WHERE meter_id = 'm-1'").fetchone()[0]  # type: ignore[index]
+    assert kept == [("m-1", ts, 2.0, 230.0, "tx-a", 1), ("m-1", ts, 1.0, None, "tx-a", 1)]
+    # and beside a conflict across envelopes of one batch (the clock stepped back)
+    e2 = signed_readings(agent, [Reading("m-1", t, import_wh=3.0)])
+    e3 = signed_readings(agent, [Reading("m-3", t, import_wh=4.0), Reading("m-3", t, import_wh=5.0)])
+    res = store_batch(conn, items(conn, e2, e3))
+    assert (res.stored, res.readings, res.reading_conflicts) == (2, 1, 2)
+    assert conn.execute("SELECT seq, meter_id, import_wh FROM reading_conflicts WHERE seq > 1 "
+                        "ORDER BY id").fetchall() == [(2, "m-1", 3.0), (3, "m-3", 5.0)]
+    # every signed reading of every envelope is in exactly one of the two tables
+    held = conn.execute("SELECT seq, count(*) FROM (SELECT seq FROM readings UNION ALL "
+                        "SELECT seq FROM reading_conflicts) x GROUP BY 1 ORDER BY 1").fetchall()
+    assert held == [(1, 4), (2, 1), (3, 2)]
+    again = store_batch(conn, items(conn, e1, e2, e3))  # redelivered: nothing set aside twice
+    assert (again.duplicates, again.reading_conflicts) == (3, 0)
+    assert count(conn, "SELECT count(*) FROM reading_conflicts") == 4
+
+
+def test_the_extreme_values_classify_accepts_store_as_signed(
+        conn: psycopg.Connection[Any], agent: Agent) -> None:
+    """The limits of cloud/ingest/limits.py against the real schema: what classify lets
+    through is stored with its meaning, and the quarantine holds any claim."""
+    readings = [
+        Reading("é" * 200, EARLIEST_MS, status=2**31 - 1, import_wh=1.7976931348623157e308,
+                export_wh=-1.7976931348623157e308, pf=-0.0, i_n=5e-324),
+        Reading("🔌" * 200, T0 + MAX_AHEAD_MS, status=0, v_l1=230.0),  # 4-byte UTF-8
+    ]
+    res = store_batch(conn, items(conn, signed_readings(agent, readings)))
+    assert (res.stored, res.readings, res.quarantined) == (1, 2, {})
+    got = conn.execute("SELECT meter_id, (extract(epoch FROM ts) * 1000)::bigint, status, "
+                       "import_wh, export_wh, pf, i_n, v_l1 FROM readings ORDER BY ts").fetchall()
+    assert got[0][:5] == ("é" * 200, EARLIEST_MS, 2**31 - 1, 1.7976931348623157e308,
+                          -1.7976931348623157e308)
+    assert math.copysign(1.0, got[0][5]) == -1.0 and got[0][6] == 5e-324
+    assert got[1][:3] == ("🔌" * 200, T0 + MAX_AHEAD_MS, 0)
+    junk = Quarantine(Incoming("wattrail/v1/tx-a/readings", b"\x00junk", 9, T0),
+                      QuarantineReason.MALFORMED, "claims \x00 anything", b"\x07" * 32,
+                      agent_id="tx\x00" + "a" * 5000, seq=2**64 - 1)
+    assert store_batch(conn, [junk]).quarantined == {"malformed": 1}
+    row = conn.execute("SELECT agent_id, seq, detail FROM quarantine").fetchone()
+    assert row is not None and row[0].startswith("tx\\x00a") and row[1] is None
+    assert row[2] == "claims \\x00 anything"

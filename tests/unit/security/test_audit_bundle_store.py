@@ -1,6 +1,7 @@
 """The verifier's checks of what the store says beside the envelopes: the log's leaves for the
-agent (a deleted envelope is a leaf without its envelope), the stored readings against the
-signed ones, the stored columns, and the auditor's pinned tree head."""
+agent (a deleted envelope is a leaf without its envelope), the stored readings and the readings
+kept aside in reading_conflicts against the signed ones, the stored columns, and the auditor's
+pinned tree head."""
 
 from __future__ import annotations
 
@@ -53,10 +54,12 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     envs, payloads, prev = [], [], GENESIS_PREV_HASH
     for seq in range(1, 7):
         sent = T0 + seq * 60_000
-        p = Payload(AGENT, kid, seq, prev, sent, ClockStatus.SYNCED,
-                    [Reading(f"M{i}", sent - 500, import_wh=100.0 * seq + i, v_l1=230.5,
-                             export_wh=None, quality=Quality.STALE if i else Quality.VALID)
-                     for i in range(3)])
+        rs = [Reading(f"M{i}", sent - 500, import_wh=100.0 * seq + i, v_l1=230.5,
+                      export_wh=None, quality=Quality.STALE if i else Quality.VALID)
+              for i in range(3)]
+        if seq == 6:  # a second reading of M1 at the same instant, other values: kept aside
+            rs.append(Reading("M1", sent - 500, import_wh=-1.0, v_l1=1.0))
+        p = Payload(AGENT, kid, seq, prev, sent, ClockStatus.SYNCED, rs)
         raw = sign_envelope(key, kid, encode_payload(p))
         prev = envelope_hash(raw)
         envs.append(raw)
@@ -82,7 +85,9 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
                               "certificate_pem": Path(creds.signing_cert).read_text()}],
         "log_window": {"from_seq": 1, "to_seq": None},
         "log_leaves": [{"seq": s, "idx": i, "leaf_hash": leaves[i].hex()} for s, i in index.items()],
-        "readings": [_row(r, p.seq) for p in payloads for r in p.readings],
+        "readings": [_row(r, p.seq) for p in payloads for r in p.readings[:3]],
+        "reading_conflicts": [{k: v for k, v in _row(payloads[5].readings[3], 6).items()
+                               if k not in ("provenance", "import_batch")}],
         "readings_held_from_ms": T0 - 86_400_000,
     }
     ca = x509.load_pem_x509_certificate((pki / "ca.crt").read_bytes())
@@ -95,8 +100,19 @@ def _verify(w: dict[str, Any], b: dict[str, Any], pinned: dict[str, Any] | None 
 
 def test_an_honest_bundle_with_store_sections_verifies(world: dict[str, Any]) -> None:
     rep = _verify(world, world["bundle"])
-    assert rep.findings == [] and rep.notes == []
+    assert rep.findings == []
+    # the second reading of M1 in seq 6 is evidence kept aside, not tampering: a note
+    assert [(n.kind, n.seq) for n in rep.notes] == [("reading", 6)]
+    assert "kept in reading_conflicts" in rep.notes[0].detail
     assert (rep.envelopes, rep.verified, rep.proofs_checked, rep.heads_checked) == (6, 6, 5, 2)
+
+
+def test_a_reading_kept_aside_is_missing_from_an_export_without_the_section(
+    world: dict[str, Any],
+) -> None:
+    b = copy.deepcopy(world["bundle"])
+    del b["reading_conflicts"]  # an export from before the section existed
+    assert {(f.kind, f.seq) for f in _verify(world, b).findings} == {("reading", 6)}
 
 
 def _drop_env(b: dict[str, Any], seq: int) -> None:
@@ -129,6 +145,19 @@ TAMPERS: dict[str, tuple[Callable[[dict[str, Any]], Any], str, int | None]] = {
         lambda b: b["readings"].append({**_reading(b, 2, 0), "ts_ms": 5, "seq": 44}),
         "reading", 44),
     "reading re-attributed": (lambda b: _set(b, 1, 1, seq=4), "reading", 4),
+    "kept-aside reading value changed": (
+        lambda b: b["reading_conflicts"][0].update(import_wh=-2.0), "reading", 6),
+    "kept-aside reading deleted": (lambda b: b["reading_conflicts"].clear(), "reading", 6),
+    "kept-aside reading naming an unstored seq": (
+        lambda b: b["reading_conflicts"].append({**b["reading_conflicts"][0], "seq": 44}),
+        "reading", 44),
+    "kept-aside reading forged under an envelope": (
+        lambda b: b["reading_conflicts"].append({**b["reading_conflicts"][0], "meter_id": "M8"}),
+        "reading", 6),
+    "reading changed, a forged kept-aside row holds the signed values": (
+        lambda b: (b["reading_conflicts"].append(
+            {k: v for k, v in _reading(b, 3, 1).items() if k not in ("provenance", "import_batch")}),
+            _set(b, 3, 1, import_wh=1.5)), "reading", 3),
     "reading relabelled imported with other values": (
         lambda b: _set(b, 1, 2, provenance="imported", agent_id=None, seq=None, import_batch=3,
                        v_l1=1.0), "reading", 1),
@@ -188,7 +217,7 @@ def test_a_reading_stored_once_from_elsewhere_with_the_signed_values_is_a_note(
     _set(b, 2, 1, provenance="imported", agent_id=None, seq=None, import_batch=9)
     rep = _verify(world, b)
     assert rep.ok, rep.findings
-    assert [(n.kind, n.seq) for n in rep.notes] == [("reading", 2)]
+    assert [(n.kind, n.seq) for n in rep.notes] == [("reading", 2), ("reading", 6)]
     assert "import batch 9" in rep.notes[0].detail
 
 
@@ -198,7 +227,8 @@ def test_readings_older_than_the_oldest_chunk_are_retention_notes(world: dict[st
     b["readings_held_from_ms"] = T0 + 90_000  # seq 1's readings (T0 + 59.5 s) were dropped
     rep = _verify(world, b)
     assert rep.ok, rep.findings
-    assert {(n.kind, n.seq) for n in rep.notes} == {("reading", 1)} and len(rep.notes) == 3
+    retention = [n for n in rep.notes if n.seq == 1]
+    assert len(retention) == 3 and all("retention" in n.detail for n in retention)
     b["readings_held_from_ms"] = None  # no chunk at all: nothing can excuse a missing reading
     assert {(f.kind, f.seq) for f in _verify(world, b).findings} == {("reading", 1)}
 
