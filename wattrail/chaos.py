@@ -162,8 +162,9 @@ class Services:
         """Until the ingestor logged its shared subscription: a publisher that does not resend
         (unlike the edge Publisher) would otherwise lose what it sent before that."""
         path = self._ingest_logs[p.pid]
-        if not wait_until(lambda: b"subscribed" in path.read_bytes() or p.poll() is not None,
-                          timeout, 0.05) or p.poll() is not None:
+        wait_until(lambda: b"subscribed" in path.read_bytes() or p.poll() is not None, timeout, 0.05)
+        # one that subscribed and then exited as planned (a chaos crash) did subscribe
+        if b"subscribed" not in path.read_bytes():
             raise RuntimeError(f"ingestor not subscribed: {path.read_text()[-2000:]}")
 
     # PostgreSQL -----------------------------------------------------------------------------
@@ -394,6 +395,10 @@ class Feeder(threading.Thread):
         self.interval = seconds / max(n, 1)
         self.done = threading.Event()
         self.halt = threading.Event()  # the scenario failed: stop before the outboxes close
+        # cleared: hold the stream (its schedule waits too) until a fault's victim is ready, so
+        # that the fault lands mid-stream however long the machine takes to start a process
+        self.go = threading.Event()
+        self.go.set()
 
     def stop(self) -> None:
         """Stop feeding (a scenario that fails stops it before closing the outboxes)."""
@@ -404,6 +409,11 @@ class Feeder(threading.Thread):
         n = max(len(c) for c in self.chains.values())
         start = time.monotonic()
         for i in range(n):
+            if not self.go.is_set():
+                held = time.monotonic()
+                while not self.go.wait(0.1) and not self.halt.is_set():
+                    pass
+                start += time.monotonic() - held  # a held stream resumes at its pace
             if self.halt.is_set():
                 break
             for s, ob, pub in zip(self.fleet.signers, self.fleet.outboxes, self.fleet.publishers,
@@ -720,9 +730,16 @@ def scenario_ingestor_kill(svc: Services, scale: Scale, tmp: Path, seed: int = 3
             exits["sigkill"] += 1
             point, code, kind = (("mid-batch", EXIT_MID_BATCH, "mid_batch") if i % 2 == 0
                                  else ("after-commit", EXIT_AFTER_COMMIT, "after_commit"))
+            # the stream waits for the dying ingestor to subscribe: on a loaded machine its
+            # start-up could otherwise outlast the stream, and it would never get its batches
+            feeder.go.clear()
             dying = svc.ingestor(dsn, group, max_batch=16, crash=(point, rng.randint(1, 3)))
             try:
-                rc = dying.wait(20)
+                svc.wait_subscribed(dying, timeout=120.0)
+            finally:
+                feeder.go.set()
+            try:
+                rc = dying.wait(120)
             except subprocess.TimeoutExpired:  # the stream ended before it got its batches
                 spare.append(dying)
                 rc = None
