@@ -50,6 +50,17 @@ class OutboxFullError(OutboxError):
         self.size_bytes = size_bytes
 
 
+class ForeignAckError(OutboxError):
+    """An ack that is not about this outbox's chain: beyond our head, or naming an envelope
+    whose hash is not ours. Typically a retained ack that outlived an earlier chain under the
+    same agent id (a reset outbox, a re-registered device). Nothing was confirmed."""
+
+    def __init__(self, seq: int, why: str) -> None:
+        super().__init__(f"ignoring an ack for seq {seq}: {why}")
+        self.seq = seq
+        self.why = why
+
+
 class ChainOrderError(OutboxError):
     """We tried to append a seq that does not continue the chain: a bug of ours, not the peer's."""
 
@@ -145,17 +156,26 @@ class Outbox:
             self._bytes += len(data)
             return ChainHead(seq, digest)
 
-    def confirm(self, up_to_seq: int) -> int:
-        """The cloud committed every seq <= up_to_seq: delete them. Returns how many went.
+    def confirm(self, up_to_seq: int, envelope_hash: bytes) -> int:
+        """The cloud committed every seq <= up_to_seq, and holds `envelope_hash` as the hash
+        of seq up_to_seq: delete them. Returns how many went.
 
-        An ack beyond what we ever signed (a confused or replayed ack) only confirms up to our
-        head: it must never pre-confirm envelopes that do not exist yet.
+        A stale or duplicate ack (up_to_seq already confirmed) deletes nothing. An ack beyond
+        what we ever signed, or whose hash is not that of our envelope at that seq, is about
+        another chain: it raises ForeignAckError and confirms nothing. (Clamping it to our head
+        would delete envelopes just signed and never delivered.)
         """
         with self._lock:
             current = int((self._meta("confirmed_seq") or b"0").decode())
-            up_to_seq = min(up_to_seq, int((self._meta("head_seq") or b"0").decode()))
             if up_to_seq <= current:
                 return 0  # a stale or duplicate ack
+            head = int((self._meta("head_seq") or b"0").decode())
+            if up_to_seq > head:
+                raise ForeignAckError(up_to_seq, f"beyond our head seq {head}")
+            row = self._db.execute("SELECT data FROM envelopes WHERE seq = ?",
+                                   (up_to_seq,)).fetchone()
+            if row is None or hashlib.sha256(row[0]).digest() != envelope_hash:
+                raise ForeignAckError(up_to_seq, "its envelope hash is not that of our envelope")
             self._db.execute("BEGIN IMMEDIATE")
             try:
                 row = self._db.execute(
@@ -170,6 +190,12 @@ class Outbox:
             self._depth -= row[0]
             self._bytes -= row[1]
             return int(row[0])
+
+    def envelope_hash(self, seq: int) -> bytes | None:
+        """SHA-256 of the unconfirmed envelope at `seq` (what the cloud's ack must name)."""
+        with self._lock:
+            row = self._db.execute("SELECT data FROM envelopes WHERE seq = ?", (seq,)).fetchone()
+        return hashlib.sha256(row[0]).digest() if row else None
 
     # -- reads -------------------------------------------------------------------------------
     def pending(self, after_seq: int = 0, limit: int = 1000) -> list[Pending]:

@@ -43,7 +43,7 @@ from paho.mqtt.properties import Properties
 
 from edge.broker_errors import explain_tls_error, probe_tls
 from edge.delivery import ConnEvent, ConnState, backoff_delay, next_conn_state
-from edge.outbox import Outbox
+from edge.outbox import ForeignAckError, Outbox
 from protocols.topics import MalformedMessage, decode_ack, topic
 
 log = logging.getLogger("wattrail.edge.publisher")
@@ -71,6 +71,7 @@ class PublisherStats:
     connect_failures: int = 0
     acks: int = 0
     malformed_acks: int = 0
+    foreign_acks: int = 0  # well-formed acks about another chain (edge/outbox.py): ignored
     confirmed_seq: int = 0
     last_puback_seq: int = 0
     publish_lag_s: float = 0.0  # sealed -> PUBACK of the last envelope the broker took
@@ -202,13 +203,21 @@ class Publisher:
 
     def _on_message(self, _c: Any, _u: Any, msg: mqtt.MQTTMessage) -> None:
         try:
-            seq = decode_ack(bytes(msg.payload))
+            ack = decode_ack(bytes(msg.payload))
         except MalformedMessage as exc:
             self.stats.malformed_acks += 1
             log.warning("ignoring a malformed ack on %s: %s", msg.topic, exc)
             return
         self.stats.acks += 1
-        if self.outbox.confirm(seq):
+        try:
+            confirmed = self.outbox.confirm(ack.committed_seq, ack.envelope_hash)
+        except ForeignAckError as exc:
+            # e.g. the retained ack of an earlier chain under our id: it must not delete what
+            # we signed since; the cloud's next ack for our own chain replaces it
+            self.stats.foreign_acks += 1
+            log.warning("%s (an ack left from an earlier chain under this agent id?)", exc)
+            return
+        if confirmed:
             with self._lock:
                 self._last_progress = time.monotonic()
         self.stats.confirmed_seq = self.outbox.confirmed_seq()

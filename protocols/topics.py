@@ -11,12 +11,17 @@ that several share the load.
 
 The ack is retained: an agent that reconnects learns at once how far the cloud has committed,
 even if it was offline when the ack was sent. Its payload is deterministic CBOR
-`{1: committed_seq}` (a map, so that fields can be added without breaking old agents).
+`{1: committed_seq, 2: sha256 of envelope committed_seq}` (all zeros for seq 0). The hash binds
+the ack to one chain: a retained ack outlives the chain it was about (an agent whose outbox was
+reset, a device re-registered under the same id, a cloud restored from an older backup), and
+an agent that trusted the bare number would delete envelopes it had just signed, never sent.
+An agent confirms only when the hash matches the envelope it holds at that seq.
 """
 
 from __future__ import annotations
 
 import re
+from typing import NamedTuple
 
 import cbor2
 
@@ -85,23 +90,37 @@ def parse_topic(name: str) -> tuple[str, str]:
         raise MalformedMessage(f"bad agent id in topic {name!r}") from exc
 
 
-def encode_ack(committed_seq: int) -> bytes:
+ZERO_HASH = bytes(32)  # the ack for seq 0 (nothing committed yet), as the chain's first prev
+
+
+class Ack(NamedTuple):
+    committed_seq: int
+    envelope_hash: bytes  # SHA-256 of the envelope bytes at committed_seq; zeros for seq 0
+
+
+def encode_ack(committed_seq: int, envelope_hash: bytes) -> bytes:
     if committed_seq < 0:
         raise ValueError(f"committed_seq must be >= 0, got {committed_seq}")
-    return cbor2.dumps({1: committed_seq}, canonical=True)
+    if len(envelope_hash) != 32:
+        raise ValueError(f"envelope_hash must be 32 bytes (SHA-256), got {len(envelope_hash)}")
+    return cbor2.dumps({1: committed_seq, 2: bytes(envelope_hash)}, canonical=True)
 
 
-def decode_ack(payload: bytes) -> int:
-    """The committed seq of an ack; MalformedMessage if it is not exactly `{1: uint}`."""
+def decode_ack(payload: bytes) -> Ack:
+    """The ack's (committed seq, envelope hash); MalformedMessage if it is not exactly
+    `{1: uint, 2: 32-byte string}`. An ack of the old `{1: uint}` form is malformed: without
+    the hash it cannot say which chain it is about."""
     try:
         value = cbor2.loads(payload)
     except Exception as exc:  # cbor2 raises several types for junk; all mean "malformed"
         raise MalformedMessage(f"ack is not CBOR: {exc}") from exc
-    if not isinstance(value, dict) or set(value) != {1}:
-        raise MalformedMessage("ack must be the CBOR map {1: committed_seq}")
-    seq = value[1]
+    if not isinstance(value, dict) or set(value) != {1, 2}:
+        raise MalformedMessage("ack must be the CBOR map {1: committed_seq, 2: envelope_hash}")
+    seq, digest = value[1], value[2]
     if not isinstance(seq, int) or isinstance(seq, bool) or seq < 0:
         raise MalformedMessage(f"ack committed_seq must be an unsigned integer, got {seq!r}")
-    if encode_ack(seq) != payload:
+    if not isinstance(digest, bytes) or len(digest) != 32:
+        raise MalformedMessage("ack envelope_hash must be a 32-byte string")
+    if encode_ack(seq, digest) != payload:
         raise MalformedMessage("ack is not deterministically encoded")
-    return seq
+    return Ack(seq, digest)

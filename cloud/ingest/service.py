@@ -347,7 +347,9 @@ class Ingestor:
         for m in batch:
             self.client.ack(m.mid, 1)
         for agent_id, upto in result.committed_upto.items():
-            self.client.publish(topic(agent_id, "ack"), encode_ack(upto), qos=1, retain=True)
+            self.client.publish(topic(agent_id, "ack"),
+                                encode_ack(upto, result.committed_hash[agent_id]),
+                                qos=1, retain=True)
 
     def _beat(self) -> None:
         self._beat_at = time.monotonic()

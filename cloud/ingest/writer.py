@@ -39,6 +39,7 @@ import psycopg
 from cloud.ingest.classify import Candidate, Quarantine, QuarantineReason
 from protocols.envelope import GENESIS_PREV_HASH
 from protocols.reading import MEASURED_FIELDS
+from protocols.topics import ZERO_HASH
 from security.keyring import KeyCertificate, Keyring
 
 _FAR_FUTURE_MS = 253_402_300_799_000  # 9999-12-31
@@ -53,6 +54,9 @@ class BatchResult:
     reading_conflicts: int = 0  # signed readings whose (meter, ts) was taken: kept aside
     quarantined: Counter[str] = field(default_factory=Counter)
     committed_upto: dict[str, int] = field(default_factory=dict)
+    # SHA-256 of each agent's envelope at committed_upto (zeros for 0): the ack names it, so
+    # an agent can tell an ack about its own chain from one left over from an earlier chain
+    committed_hash: dict[str, bytes] = field(default_factory=dict)
 
     def merge(self, other: BatchResult) -> None:
         self.stored += other.stored
@@ -62,6 +66,7 @@ class BatchResult:
         self.reading_conflicts += other.reading_conflicts
         self.quarantined.update(other.quarantined)
         self.committed_upto.update(other.committed_upto)
+        self.committed_hash.update(other.committed_hash)
 
 
 def load_keyring(conn: psycopg.Connection[Any]) -> Keyring:
@@ -187,7 +192,7 @@ def store_batch(conn: psycopg.Connection[Any], items: Sequence[Candidate | Quara
         for q in quarantine:
             _quarantine(conn, q)
             res.quarantined[q.reason.value] += 1
-        res.committed_upto = _advance(conn, agents)
+        res.committed_upto, res.committed_hash = _advance(conn, agents)
     return res
 
 
@@ -280,9 +285,12 @@ def _quarantine(conn: psycopg.Connection[Any], q: Quarantine) -> None:
         "count = quarantine.count + 1, last_seen = now()", quarantine_row(q))
 
 
-def _advance(conn: psycopg.Connection[Any], agents: list[str]) -> dict[str, int]:
-    """Move each agent's gap-free committed prefix forward; return it for the acks."""
+def _advance(conn: psycopg.Connection[Any], agents: list[str]
+             ) -> tuple[dict[str, int], dict[str, bytes]]:
+    """Move each agent's gap-free committed prefix forward; return it, and the hash of the
+    envelope it ends at, for the acks."""
     out: dict[str, int] = {}
+    hashes: dict[str, bytes] = {}
     for agent in agents:  # sorted: two ingestors lock agents in the same order
         conn.execute("INSERT INTO agent_progress (agent_id) VALUES (%s) ON CONFLICT DO NOTHING",
                      [agent])
@@ -307,4 +315,10 @@ def _advance(conn: psycopg.Connection[Any], agents: list[str]) -> dict[str, int]
         conn.execute("UPDATE agent_progress SET committed_upto = %s, updated_at = now() "
                      "WHERE agent_id = %s", [upto, agent])
         out[agent] = upto
-    return out
+        hashes[agent] = ZERO_HASH
+        if upto:
+            h = conn.execute("SELECT sha256 FROM envelopes WHERE agent_id = %s AND seq = %s",
+                             [agent, upto]).fetchone()
+            assert h is not None, "the committed prefix ends at a stored envelope"
+            hashes[agent] = bytes(h[0])
+    return out, hashes

@@ -175,5 +175,7 @@ def test_kill_9_mid_run_continues_the_chain(
     with Outbox(cfg.outbox) as ob:
         assert ob.head().seq >= max(seqs)
         assert [p.seq for p in ob.iter_pending()] == list(range(1, ob.head().seq + 1))
-    ack = cloud.publish(f"wattrail/v1/{agent_id}/ack", encode_ack(max(seqs)), qos=1)
+        last = ob.envelope_hash(max(seqs))
+    assert last is not None
+    ack = cloud.publish(f"wattrail/v1/{agent_id}/ack", encode_ack(max(seqs), last), qos=1)
     assert ack is not None

@@ -3,6 +3,7 @@ ack, resend without ack, recovery after a network cut, and garbage acks ignored.
 
 from __future__ import annotations
 
+import hashlib
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -12,7 +13,7 @@ import pytest
 
 from edge.outbox import Outbox
 from edge.publisher import BrokerConfig, Publisher
-from protocols.topics import encode_ack
+from protocols.topics import encode_ack as _encode_ack
 from tests.conftest import ClientCert, Services
 from tests.support.mqtt import MqttTestClient
 from tests.support.proxy import TcpProxy
@@ -45,6 +46,11 @@ def make_publisher(services: Services, cert: ClientCert, outbox: Outbox, port: i
     broker = BrokerConfig(services.mqtt_host, port or services.mqtt_port, services.ca_cert,
                           cert.cert, cert.key, keepalive=5)
     return Publisher(cert.cn, broker, outbox, backoff_cap=0.5, **kw)  # type: ignore[arg-type]
+
+
+def encode_ack(seq: int, data: bytes | None = None) -> bytes:
+    """The cloud's ack for `fill`'s envelope `seq` (or for the envelope bytes `data`)."""
+    return _encode_ack(seq, hashlib.sha256(data or b"env-%d" % seq).digest())
 
 
 def drain(cloud: MqttTestClient, n: int, timeout: float = 15.0) -> list[bytes]:
@@ -145,3 +151,32 @@ def test_recovers_after_a_network_cut_and_learns_the_retained_ack(
         proxy.close()
         outbox.close()
         cloud.client.publish(f"wattrail/v1/{agent_id}/ack", b"", qos=1, retain=True)
+
+
+def test_a_retained_ack_of_an_earlier_chain_deletes_nothing(
+    services: Services, issue_client_cert: Callable[[str], ClientCert], cloud: MqttTestClient,
+    agent_id: str, tmp_path: Path,
+) -> None:
+    """An agent id whose outbox started afresh (a reset device, a second demo run against the
+    same broker) finds the retained "committed up to 48" of its earlier chain: it must not
+    take it as a confirmation of the seq 1 it has just signed."""
+    cloud.subscribe(f"$share/{uuid.uuid4().hex[:6]}/wattrail/v1/{agent_id}/readings")
+    old = f"wattrail/v1/{agent_id}/ack"
+    cloud.client.publish(old, encode_ack(48, b"earlier chain, seq 48"), qos=1, retain=True)
+    cloud.client.publish(old, encode_ack(2, b"earlier chain, seq 2"), qos=1, retain=True)
+    outbox = Outbox(tmp_path / "o.db")
+    fill(outbox, 1, 4)
+    pub = make_publisher(services, issue_client_cert(agent_id), outbox, resend_after=60)
+    pub.start()
+    try:
+        assert drain(cloud, 3) == [b"env-1", b"env-2", b"env-3"]
+        wait_until(lambda: pub.stats.foreign_acks == 1)
+        assert (outbox.depth, outbox.confirmed_seq()) == (3, 0), "an earlier chain's ack " \
+            "confirmed envelopes the cloud has never seen"
+        cloud.publish(old, encode_ack(2), qos=1)  # the cloud commits our own 1..2
+        wait_until(lambda: outbox.confirmed_seq() == 2)
+        assert [p.seq for p in outbox.pending()] == [3]
+    finally:
+        pub.stop()
+        outbox.close()
+        cloud.client.publish(old, b"", qos=1, retain=True)

@@ -182,7 +182,9 @@ def test_broker_outage_for_several_cycles_loses_nothing_and_drains(
         assert agent.publisher.stats.connects >= 2
         # the cloud commits everything: the outbox drains to empty
         assert agent.outbox.depth == head
-        cloud.publish(f"wattrail/v1/{agent_id}/ack", encode_ack(head), qos=1)
+        last = agent.outbox.envelope_hash(head)
+        assert last is not None
+        cloud.publish(f"wattrail/v1/{agent_id}/ack", encode_ack(head, last), qos=1)
         deadline = time.monotonic() + 10
         while agent.outbox.depth and time.monotonic() < deadline:
             time.sleep(0.05)

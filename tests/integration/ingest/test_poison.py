@@ -10,6 +10,7 @@ agent (issue [2/8], item 1).
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import subprocess
@@ -176,11 +177,13 @@ def test_a_poisoned_envelope_is_quarantined_and_the_ingestor_goes_on(
         # acknowledged: the committed prefix stops before the quarantined seq (a gap the
         # agent's chain status shows), and another agent is not affected at all
         assert progress == {a.agent_id: 1, b.agent_id: 3}
-        for x, upto in ((a, 1), (b, 3)):
+        for x, upto, last in ((a, 1, a1), (b, 3, b3)):
             cl = clients[x.agent_id]
             cl.subscribe(topic(x.agent_id, "ack"))
             msg = cl.receive(10)
-            assert msg is not None and decode_ack(msg.payload) == upto, msg
+            # the ack names the envelope it ends at, so the agent can tell it is about its chain
+            assert msg is not None and decode_ack(msg.payload) == (
+                upto, hashlib.sha256(last[1]).digest()), msg
         status, body = get(health)
         assert (status, body["status"], body["worker_alive"]) == (200, "ok", True), body
         assert body["details"]["quarantined"] == {"implausible_time": 2}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import math
 from collections.abc import Iterator
 from typing import Any
@@ -53,6 +54,8 @@ def test_chain_duplicates_gaps_and_conflicts(conn: psycopg.Connection[Any], agen
     res = store_batch(conn, items(conn, e1, e2, e3))
     assert (res.stored, res.readings, res.duplicates) == (3, 3, 0)
     assert res.committed_upto == {"tx-a": 3}
+    # the ack names the envelope the prefix ends at (what the agent checks before deleting)
+    assert res.committed_hash == {"tx-a": hashlib.sha256(e3).digest()}
 
     again = store_batch(conn, items(conn, e2, e3))  # redelivery after a lost ack
     assert (again.stored, again.duplicates) == (0, 2)
@@ -74,6 +77,7 @@ def test_chain_duplicates_gaps_and_conflicts(conn: psycopg.Connection[Any], agen
     e4 = agent.envelope(seq=4)
     res = store_batch(conn, items(conn, e4))
     assert res.committed_upto == {"tx-a": 5}, "filling the gap acknowledges through 5"
+    assert res.committed_hash == {"tx-a": hashlib.sha256(e5).digest()}
 
     broken = agent.envelope(seq=6, prev=b"\x11" * 32, advance=False)
     res = store_batch(conn, items(conn, broken))

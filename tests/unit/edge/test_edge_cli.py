@@ -47,7 +47,7 @@ def test_status_reports_the_outbox_and_missing_live_metrics(tmp_path: Path) -> N
     with Outbox(tmp_path / "state" / "outbox.db") as ob:
         for seq in (1, 2, 3, 4):
             ob.append(seq, b"e", created_ms=seq)
-        ob.confirm(2)
+        ob.confirm(2, ob.envelope_hash(2) or b"")
     res = CliRunner().invoke(app, ["edge", "status", "--config", str(cfg)])
     assert res.exit_code == 0, res.output
     assert "depth 2" in res.output and "head seq 4" in res.output

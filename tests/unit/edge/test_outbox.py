@@ -16,7 +16,14 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from edge.outbox import ZERO_HASH, ChainOrderError, Outbox, OutboxFullError
+from edge.outbox import ZERO_HASH, ChainOrderError, ForeignAckError, Outbox, OutboxFullError
+
+
+def ack(ob: Outbox, seq: int) -> int:
+    """Confirm up to `seq` as the cloud does: naming the hash of our envelope there."""
+    h = ob.envelope_hash(seq)
+    assert h is not None, f"no unconfirmed envelope {seq}"
+    return ob.confirm(seq, h)
 
 _OPEN: list[Outbox] = []
 
@@ -41,8 +48,8 @@ def test_append_confirm_and_reopen(tmp_path: Path) -> None:
         head = ob.append(seq, f"env{seq}".encode(), created_ms=seq)
         assert head.envelope_hash == hashlib.sha256(f"env{seq}".encode()).digest()
     assert ob.depth == 5
-    assert ob.confirm(3) == 3
-    assert ob.confirm(2) == 0, "a stale ack deletes nothing"
+    assert ack(ob, 3) == 3
+    assert ob.confirm(2, ZERO_HASH) == 0, "a stale ack deletes nothing"
     assert [p.seq for p in ob.pending()] == [4, 5]
     ob.close()
     again = Outbox(tmp_path / "o.db")
@@ -74,7 +81,7 @@ def test_full_outbox_refuses_and_keeps_everything(tmp_path: Path) -> None:
     assert info.value.depth == 3
     assert ob.head().seq == 3, "a refused envelope must not advance the chain"
     assert [p.data for p in ob.pending()] == [b"x" * 10] * 3
-    ob.confirm(1)
+    ack(ob, 1)
     ob.append(4, b"y", 0)
     assert [p.seq for p in ob.pending()] == [2, 3, 4]
 
@@ -109,9 +116,17 @@ def test_model(tmp_path_factory: pytest.TempPathFactory, ops: list[tuple[str, ob
             model[head] = arg
         else:
             assert isinstance(arg, int)
-            ob.confirm(arg)
-            confirmed = max(confirmed, min(arg, head))  # acks beyond the head are clamped
-            model = {s: d for s, d in model.items() if s > confirmed}
+            if arg <= confirmed:
+                assert ob.confirm(arg, ZERO_HASH) == 0  # stale: whatever it names
+            elif arg > head:  # never signed: about another chain, confirms nothing
+                with pytest.raises(ForeignAckError):
+                    ob.confirm(arg, hashlib.sha256(model.get(head, b"")).digest())
+            else:
+                with pytest.raises(ForeignAckError):  # the right seq with another chain's hash
+                    ob.confirm(arg, hashlib.sha256(model[arg] + b"other").digest())
+                assert ob.confirm(arg, hashlib.sha256(model[arg]).digest()) == arg - confirmed
+                confirmed = arg
+                model = {s: d for s, d in model.items() if s > confirmed}
         assert {p.seq: p.data for p in ob.iter_pending()} == model
         assert ob.depth == len(model)
 
@@ -166,11 +181,17 @@ def test_sigkill_mid_write_and_torn_wal_tail(tmp_path: Path) -> None:
     assert con.execute("PRAGMA integrity_check").fetchone() == ("ok",)
 
 
-def test_an_ack_beyond_the_head_does_not_preconfirm(tmp_path: Path) -> None:
+def test_an_ack_beyond_the_head_confirms_nothing(tmp_path: Path) -> None:
+    # The retained ack of an earlier chain under the same agent id ("committed up to 99")
+    # reaches an agent whose fresh outbox holds only seq 1, never delivered: clamping the ack
+    # to the head deleted it (a reading lost in the determinism test's second run).
     ob = Outbox(tmp_path / "o.db")
     request_close(ob)
     ob.append(1, b"a", 0)
-    assert ob.confirm(99) == 1
-    assert ob.confirmed_seq() == 1
-    ob.append(2, b"b", 0)
-    assert [p.seq for p in ob.pending()] == [2], "seq 2 did not exist when 99 was acked"
+    with pytest.raises(ForeignAckError, match="beyond our head seq 1"):
+        ob.confirm(99, hashlib.sha256(b"whatever").digest())
+    assert (ob.confirmed_seq(), ob.depth) == (0, 1)
+    with pytest.raises(ForeignAckError, match="hash"):
+        ob.confirm(1, hashlib.sha256(b"another chain's seq 1").digest())
+    assert [p.seq for p in ob.pending()] == [1], "seq 1 was never delivered: it must stay"
+    assert ack(ob, 1) == 1

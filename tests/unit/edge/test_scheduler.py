@@ -116,7 +116,7 @@ def test_outbox_summary_and_inspect(tmp_path: Path) -> None:
     with Outbox(path) as ob:
         for seq in (1, 2, 3):
             ob.append(seq, b"x" * 10, created_ms=1000 * seq)
-        ob.confirm(1)
+        ob.confirm(1, ob.envelope_hash(1) or b"")
     s = Outbox.inspect(path)
     assert (s.depth, s.size_bytes, s.head_seq, s.confirmed_seq) == (2, 20, 3, 1)
     assert (s.oldest_seq, s.oldest_created_ms) == (2, 2000)
