@@ -172,9 +172,7 @@ class Outbox:
             head = int((self._meta("head_seq") or b"0").decode())
             if up_to_seq > head:
                 raise ForeignAckError(up_to_seq, f"beyond our head seq {head}")
-            row = self._db.execute("SELECT data FROM envelopes WHERE seq = ?",
-                                   (up_to_seq,)).fetchone()
-            if row is None or hashlib.sha256(row[0]).digest() != envelope_hash:
+            if self._hash_at(up_to_seq) != envelope_hash:
                 raise ForeignAckError(up_to_seq, "its envelope hash is not that of our envelope")
             self._db.execute("BEGIN IMMEDIATE")
             try:
@@ -194,7 +192,10 @@ class Outbox:
     def envelope_hash(self, seq: int) -> bytes | None:
         """SHA-256 of the unconfirmed envelope at `seq` (what the cloud's ack must name)."""
         with self._lock:
-            row = self._db.execute("SELECT data FROM envelopes WHERE seq = ?", (seq,)).fetchone()
+            return self._hash_at(seq)
+
+    def _hash_at(self, seq: int) -> bytes | None:  # caller holds the lock
+        row = self._db.execute("SELECT data FROM envelopes WHERE seq = ?", (seq,)).fetchone()
         return hashlib.sha256(row[0]).digest() if row else None
 
     # -- reads -------------------------------------------------------------------------------

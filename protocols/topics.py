@@ -90,9 +90,6 @@ def parse_topic(name: str) -> tuple[str, str]:
         raise MalformedMessage(f"bad agent id in topic {name!r}") from exc
 
 
-ZERO_HASH = bytes(32)  # the ack for seq 0 (nothing committed yet), as the chain's first prev
-
-
 class Ack(NamedTuple):
     committed_seq: int
     envelope_hash: bytes  # SHA-256 of the envelope bytes at committed_seq; zeros for seq 0

@@ -39,7 +39,6 @@ import psycopg
 from cloud.ingest.classify import Candidate, Quarantine, QuarantineReason
 from protocols.envelope import GENESIS_PREV_HASH
 from protocols.reading import MEASURED_FIELDS
-from protocols.topics import ZERO_HASH
 from security.keyring import KeyCertificate, Keyring
 
 _FAR_FUTURE_MS = 253_402_300_799_000  # 9999-12-31
@@ -315,7 +314,7 @@ def _advance(conn: psycopg.Connection[Any], agents: list[str]
         conn.execute("UPDATE agent_progress SET committed_upto = %s, updated_at = now() "
                      "WHERE agent_id = %s", [upto, agent])
         out[agent] = upto
-        hashes[agent] = ZERO_HASH
+        hashes[agent] = GENESIS_PREV_HASH  # seq 0: nothing committed yet
         if upto:
             h = conn.execute("SELECT sha256 FROM envelopes WHERE agent_id = %s AND seq = %s",
                              [agent, upto]).fetchone()
