@@ -156,7 +156,7 @@ def verify_bundle(bundle: dict[str, Any], ca: x509.Certificate,
                 rep.findings.append(Finding(
                     "chain", f"seqs {min(missing)}..{max(missing)} missing and not declared", seq))
         prev_seq = seq if prev_seq is None else max(prev_seq, seq)
-        payload = _check_envelope(raw, seq, ring, chain, rep)
+        payload = _check_envelope(raw, seq, ring, chain, rep, _ms(e.get("received_at")))
         raws[seq] = raw
         if payload is not None:
             signed[seq] = payload
@@ -342,8 +342,10 @@ def _check_readings(bundle: dict[str, Any], signed: dict[int, Payload], stored: 
 
 
 def _check_envelope(raw: bytes, seq: int, ring: Keyring, chain: ChainState,
-                    rep: AuditReport) -> Payload | None:
-    """Verify one envelope; its payload when the signature holds (what it vouches for)."""
+                    rep: AuditReport, received_at_ms: int | None) -> Payload | None:
+    """Verify one envelope; its payload when the signature holds (what it vouches for).
+    `received_at_ms` is the platform's receipt time from the bundle: a key revoked before it
+    is a finding whatever sent-at the envelope claims."""
     try:  # the listed seq must be the signed one
         payload: Payload | None = decode_payload(decode_sign1(raw).payload)
     except EnvelopeError:
@@ -352,7 +354,7 @@ def _check_envelope(raw: bytes, seq: int, ring: Keyring, chain: ChainState,
     if signed_seq is not None and signed_seq != seq:
         rep.findings.append(Finding("chain", f"listed as seq {seq} but signed as {signed_seq}",
                                     seq))
-    v = verify_envelope(raw, ring, chain)
+    v = verify_envelope(raw, ring, chain, received_at_ms=received_at_ms)
     if v.status in (Status.OK, Status.GAP, Status.REORDERED):
         rep.verified += 1  # a GAP status is judged above against the declared gaps
         return payload if signed_seq == seq else None

@@ -8,9 +8,10 @@ Rules (security/verify.py applies them, in this order, after the signature check
   signing at seq N. The previous key keeps signing seqs below N (those envelopes stay valid
   forever); the old key used at or after N is `revoked_key` (it was retired by the rotation),
   and a key used below its own `from_seq` is `expired_key` (not yet valid for that seq).
-- `revoked_at_ms` (from the CRL) rejects envelopes whose sent-at is at or after the revocation
-  as `revoked_key`; earlier envelopes stay valid, so revoking a key does not erase the history
-  it signed. A thief can backdate sent-at, but not into seqs the chain already holds.
+- `revoked_at_ms` (from the CRL) rejects envelopes received (by the cloud's clock, when the
+  caller knows it) or sent at or after the revocation as `revoked_key`; earlier envelopes stay
+  valid, so revoking a key does not erase the history it signed. A thief can backdate sent-at,
+  but not the cloud's receipt.
 """
 
 from __future__ import annotations

@@ -5,7 +5,7 @@ Checks, in order; the first failure is the verdict:
   2. (agent id, kid) in the keyring                                   -> unknown_key
   3. Ed25519 over the Sig_structure                                   -> bad_signature
   4. rotation: a successor key in force at this seq                   -> revoked_key
-     revocation: sent-at at or after revoked_at                       -> revoked_key
+     revocation: received (cloud clock) or sent-at at or after revoked_at -> revoked_key
   5. seq below the key's from_seq, sent-at outside validity           -> expired_key
   6. hash chain (security/chain.py): ok / gap / reordered are recorded and storable;
      replay / conflict (incl. a broken prev-hash link) are not.
@@ -61,7 +61,13 @@ class Verdict:
         return self.status in STORABLE
 
 
-def verify_envelope(data: bytes, keyring: Keyring, chain: ChainState) -> Verdict:
+def verify_envelope(data: bytes, keyring: Keyring, chain: ChainState, *,
+                    received_at_ms: int | None = None) -> Verdict:
+    """`received_at_ms`: when the cloud received the envelope, by its own clock. A revocation is
+    judged against it (the time the cloud trusts) and against the signed sent-at (which the
+    agent chose): an envelope received at or after the revocation is `revoked_key` whatever it
+    claims, so a stolen key cannot slip in by backdating. Without it (a bare envelope, no
+    receipt on record) only the claimed sent-at can be judged."""
     try:
         sign1 = decode_sign1(data)
     except EnvelopeError as exc:
@@ -96,8 +102,13 @@ def verify_envelope(data: bytes, keyring: Keyring, chain: ChainState) -> Verdict
             Status.REVOKED_KEY,
             f"key retired by rotation: {successor.kid.hex()} signs from seq {successor.from_seq}",
         )
-    if cert.revoked_at_ms is not None and payload.sent_at_ms >= cert.revoked_at_ms:
-        return verdict(Status.REVOKED_KEY, f"key revoked at {cert.revoked_at_ms} ms, sent at or after")
+    if cert.revoked_at_ms is not None:
+        if received_at_ms is not None and received_at_ms >= cert.revoked_at_ms:
+            return verdict(Status.REVOKED_KEY,
+                           f"key revoked at {cert.revoked_at_ms} ms, received at {received_at_ms} "
+                           f"ms (claims to be sent at {payload.sent_at_ms} ms)")
+        if payload.sent_at_ms >= cert.revoked_at_ms:
+            return verdict(Status.REVOKED_KEY, f"key revoked at {cert.revoked_at_ms} ms, sent at or after")
     if payload.seq < cert.from_seq:
         return verdict(Status.EXPIRED_KEY, f"key signs only from seq {cert.from_seq}")
     if not cert.valid_from_ms <= payload.sent_at_ms <= cert.valid_to_ms:

@@ -51,7 +51,11 @@ class Reverified:
 
 
 async def reverify(conn: psycopg.AsyncConnection[Any], agent_id: str, seq: int, raw: bytes,
-                   stored_sha256: bytes, keyring: Keyring | None = None) -> Reverified:
+                   stored_sha256: bytes, keyring: Keyring | None = None, *,
+                   received_at_ms: int | None = None) -> Reverified:
+    """`received_at_ms`: the stored receipt time; a key revoked before it is `revoked_key` now,
+    even if the envelope was stored `ok` (it arrived before the registry heard of the revocation,
+    or claims an earlier sent-at)."""
     ring = keyring if keyring is not None else await keyring_for(conn, agent_id)
     chain = ChainState()
     # seed with the nearest stored predecessor: then a gap reports exactly the seqs missing
@@ -60,7 +64,7 @@ async def reverify(conn: psycopg.AsyncConnection[Any], agent_id: str, seq: int, 
                      "ORDER BY seq DESC LIMIT 1", [agent_id, seq])
     if prev is not None:
         chain.seed(agent_id, int(prev["seq"]), bytes(prev["sha256"]))
-    verdict = verify_envelope(raw, ring, chain)
+    verdict = verify_envelope(raw, ring, chain, received_at_ms=received_at_ms)
     return Reverified(verdict, hashlib.sha256(raw).digest() == stored_sha256,
                       seq == 1 or (prev is not None and prev["seq"] == seq - 1))
 

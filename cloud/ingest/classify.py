@@ -110,7 +110,8 @@ def classify(msg: Incoming, keyring: Keyring, *, max_bytes: int = MAX_ENVELOPE_B
     except ProtocolError as exc:
         return Quarantine(msg, QuarantineReason.BAD_TOPIC, str(exc), digest)
     # A fresh chain: only format, key and signature are judged here (see module docstring).
-    verdict = verify_envelope(msg.payload, keyring, ChainState())
+    # Revocation is judged at our receipt too: a revoked key cannot backdate its way in.
+    verdict = verify_envelope(msg.payload, keyring, ChainState(), received_at_ms=msg.received_ms)
     if verdict.status in _FROM_STATUS:
         return Quarantine(msg, _FROM_STATUS[verdict.status], verdict.reason, digest,
                           agent_id=verdict.agent_id or topic_agent, seq=verdict.seq)

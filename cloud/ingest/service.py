@@ -55,7 +55,7 @@ from prometheus_client import Counter, Gauge, Histogram
 from cloud.ingest.classify import Candidate, Incoming, Quarantine, QuarantineReason, classify
 from cloud.ingest.health import STALE_AFTER_S, Health, judge, serve
 from cloud.ingest.limits import Limits
-from cloud.ingest.writer import BatchResult, load_keyring, store_batch
+from cloud.ingest.writer import BatchResult, load_keyring, registry_generation, store_batch
 from protocols.errors import ProtocolError
 from protocols.topics import encode_ack, parse_topic, shared_subscription, topic
 from security.keyring import Keyring
@@ -69,6 +69,8 @@ M_READINGS = Counter("wattrail_ingest_readings_stored_total", "readings stored")
 M_DUPLICATES = Counter("wattrail_ingest_duplicates_total", "exact re-deliveries acknowledged")
 M_GAPS = Counter("wattrail_ingest_chain_gaps_total", "envelopes stored ahead of a missing seq")
 M_QUARANTINED = Counter("wattrail_ingest_quarantined_total", "messages quarantined", ["reason"])
+M_KEYRING_LOADS = Counter("wattrail_ingest_keyring_loads_total",
+                          "keyring (re)loads: at start and after each registry change")
 M_DB_RETRIES = Counter("wattrail_ingest_db_retries_total", "batches retried after a DB error")
 M_BATCH = Histogram("wattrail_ingest_batch_seconds", "classify + store + commit per batch")
 M_ACK_LAG = Histogram("wattrail_ingest_commit_to_ack_seconds", "commit to broker/agent acks",
@@ -126,7 +128,6 @@ class IngestConfig:
     share_group: str = "ingest"
     max_batch: int = 500
     max_wait_s: float = 0.2
-    keyring_refresh_s: float = 30.0
     log_key: Path | None = None  # Ed25519 PEM: run the transparency-log sequencer and sign heads
     sth_every_s: float = 10.0
     limits: Limits = field(default_factory=Limits)  # the plausible window for timestamps
@@ -160,7 +161,7 @@ class Ingestor:
         self._stop = threading.Event()
         self._conn: psycopg.Connection[Any] | None = None
         self._keyring: Keyring | None = None
-        self._keyring_at = 0.0
+        self._keyring_gen = -1
         self._beat_at = time.monotonic()
         self._worker: threading.Thread | None = None
         self._logger: threading.Thread | None = None
@@ -206,19 +207,25 @@ class Ingestor:
             self._conn = psycopg.connect(self.cfg.dsn, autocommit=False, connect_timeout=5)
         return self._conn
 
-    def _keys(self, *, fresh: bool = False) -> Keyring:
-        now = time.monotonic()
-        # `fresh`: at most one extra small query per batch that names an unknown key
-        stale = fresh or now - self._keyring_at > self.cfg.keyring_refresh_s
-        if self._keyring is None or stale:
-            try:
-                self._keyring = load_keyring(self._db())
-                self._db().commit()
-            except Exception as exc:
-                if is_retryable(exc, self._conn):
-                    raise
-                raise _RegistryUnavailable(_describe(exc)) from exc
-            self._keyring_at = now
+    def _keys(self) -> Keyring:
+        """The keyring, reloaded when the registry changed. One one-row read per batch (the
+        generation that every change of `agent_keys` moves at its commit, migration 0052): a
+        revocation or a new agent applies to the next batch classified after it is registered,
+        with no restart and nothing to miss across a reconnect."""
+        try:
+            conn = self._db()
+            gen = registry_generation(conn)
+            if self._keyring is None or gen != self._keyring_gen:
+                # read after the generation: the keyring is at least as new as the number kept
+                self._keyring = load_keyring(conn)
+                self._keyring_gen = gen
+                M_KEYRING_LOADS.inc()
+            conn.commit()
+        except Exception as exc:
+            if is_retryable(exc, self._conn):
+                raise
+            raise _RegistryUnavailable(_describe(exc)) from exc
+        assert self._keyring is not None
         return self._keyring
 
     def _next_batch(self) -> list[Incoming]:
@@ -249,10 +256,10 @@ class Ingestor:
         keyring = self._keys()
         items = [self._classify_one(m, keyring) for m in batch]
         if any(isinstance(i, Quarantine) and i.reason is QuarantineReason.UNKNOWN_KEY
-               for i in items):
-            # a newly registered agent: look again before quarantining its data
-            keyring = self._keys(fresh=True)
-            items = [self._classify_one(m, keyring) for m in batch]
+               for i in items) and self._keys() is not keyring:
+            # an agent registered while this batch was classified: judge it again; junk with
+            # unknown keys costs one one-row read, never a reload
+            items = [self._classify_one(m, self._keys()) for m in batch]
         return items
 
     def _classify_one(self, m: Incoming, keyring: Keyring) -> Candidate | Quarantine:

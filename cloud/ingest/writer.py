@@ -81,6 +81,14 @@ def load_keyring(conn: psycopg.Connection[Any]) -> Keyring:
         for a, k, p, vf, vt, fs, rv in rows)
 
 
+def registry_generation(conn: psycopg.Connection[Any]) -> int:
+    """The registry's change counter (migration 0052): equal numbers, the same keyring."""
+    row = conn.execute("SELECT generation FROM registry_generation").fetchone()
+    if row is None:  # the row is inserted by the migration and never deleted
+        raise RuntimeError("registry_generation is empty; run `wattrail db migrate`")
+    return int(row[0])
+
+
 def register_key(conn: psycopg.Connection[Any], cert: KeyCertificate,
                  certificate_pem: str | None = None) -> None:
     """Add an agent and its signing key to the registry (idempotent; keeps a revocation)."""

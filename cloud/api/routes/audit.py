@@ -8,7 +8,7 @@ Hashes and key ids are hex; envelope and quarantined bytes are base64 (standard 
 from __future__ import annotations
 
 import base64
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
 from cryptography import x509
@@ -93,6 +93,7 @@ class ReadingAudit(BaseModel):
     evidence: EnvelopeAudit | None
 
 
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _ENV = ("SELECT agent_id, seq, raw, sha256, key_id, sent_at, received_at, verdict, log_index "
         "FROM envelopes WHERE agent_id = %s AND seq = %s")
 
@@ -139,7 +140,8 @@ async def envelope_audit(conn: ConnDep, agent_id: str, seq: int, ca_pem: bytes |
     if env is None:
         raise ProblemError(404, f"no stored envelope {seq} of agent {agent_id!r}", kind="not-found")
     raw, sha = bytes(env["raw"]), bytes(env["sha256"])
-    check = await reverify(conn, agent_id, seq, raw, sha)
+    received_ms = (env["received_at"] - _EPOCH) // timedelta(milliseconds=1)
+    check = await reverify(conn, agent_id, seq, raw, sha, received_at_ms=received_ms)
     v = check.verdict
     key = await one(conn, "SELECT * FROM agent_keys WHERE agent_id = %s AND key_id = %s",
                     [agent_id, env["key_id"]])

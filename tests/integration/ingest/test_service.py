@@ -11,7 +11,7 @@ import time
 import urllib.error
 import urllib.request
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +20,6 @@ import pytest
 
 from cloud.ingest.service import IngestConfig, Ingestor
 from cloud.ingest.writer import register_key
-from cloud.store.migrate import migrate
 from edge.outbox import Outbox
 from edge.publisher import BrokerConfig, Publisher
 from tests.conftest import ClientCert, Services
@@ -36,34 +35,6 @@ def wait_until(cond: Callable[[], bool], timeout: float = 30.0) -> None:
             return
         time.sleep(0.05)
     raise AssertionError("condition not met in time")
-
-
-@pytest.fixture
-def dsn(db_dsn: str) -> str:
-    with psycopg.connect(db_dsn) as c:
-        migrate(c)
-    return db_dsn
-
-
-@pytest.fixture
-def ingestors(services: Services, dsn: str, issue_client_cert: Callable[[str], ClientCert]
-              ) -> Iterator[Callable[[], Ingestor]]:
-    cert = issue_client_cert("wattrail-ingestor")
-    group = f"g{uuid.uuid4().hex[:8]}"  # tests share the broker; keep their groups apart
-    made: list[Ingestor] = []
-
-    def make(**kw: Any) -> Ingestor:
-        ing = Ingestor(IngestConfig(dsn, services.mqtt_host, services.mqtt_port, services.ca_cert,
-                                    cert.cert, cert.key, share_group=group, max_wait_s=0.05,
-                                    **kw))
-        ing.start()
-        assert ing.connected.wait(10)
-        made.append(ing)
-        return ing
-
-    yield make
-    for ing in made:
-        ing.stop()
 
 
 def start_agent(services: Services, dsn: str, cert: ClientCert, tmp: Path, n: int,

@@ -148,6 +148,23 @@ def test_a_declared_gap_is_a_note_not_a_finding(world: dict[str, Any]) -> None:
     assert [(n.kind, n.seq) for n in rep.notes] == [("gap", 5)]
 
 
+def test_a_key_revoked_before_receipt_is_a_finding_whatever_sent_at_claims(
+        world: dict[str, Any]) -> None:
+    b = copy.deepcopy(world["bundle"])
+    iso = lambda ms: dt.datetime.fromtimestamp(ms / 1000, dt.UTC).isoformat()  # noqa: E731
+    revoked = T0 + 6 * 900_000 + 5000  # after seq 6 was received: sent-at alone condemns 7, 8
+    b["key_certificates"][0]["revoked_at"] = iso(revoked)
+    for e in b["envelopes"]:  # received promptly, except seq 3: it arrived after the revocation
+        e["received_at"] = iso(T0 + e["seq"] * 900_000 + 2000)
+    b["envelopes"][2]["received_at"] = iso(revoked + 60_000)
+    rep = verify_bundle(b, world["ca"], world["log"])
+    assert [(f.kind, f.seq) for f in rep.findings] == [("key", 3), ("key", 7), ("key", 8)]
+    assert "received at" in rep.findings[0].detail
+    del b["envelopes"][2]["received_at"]  # an older bundle without receipts: sent-at only
+    rep = verify_bundle(b, world["ca"], world["log"])
+    assert [(f.kind, f.seq) for f in rep.findings] == [("key", 7), ("key", 8)]
+
+
 def test_without_the_log_key_heads_are_not_trusted(world: dict[str, Any]) -> None:
     rep = verify_bundle(world["bundle"], world["ca"], None)
     assert {f.kind for f in rep.findings} == {"tree_head"}

@@ -238,6 +238,20 @@ def test_revocation_keeps_earlier_history(agent, keyring):
     assert [v.status for v in verdicts] == [Status.OK, Status.OK, Status.REVOKED_KEY]
 
 
+def test_revocation_is_judged_at_receipt_whatever_sent_at_claims(agent, keyring):
+    keyring.revoke(AGENT, key_id(agent.key), at_ms=T0 + 5000)
+    backdated = agent.envelope(sent_at_ms=T0 + 1000)  # signed with the stolen key, dated before
+    assert verify_envelope(backdated, keyring, ChainState()).status is Status.OK  # no receipt known
+    late = verify_envelope(backdated, keyring, ChainState(), received_at_ms=T0 + 5000)
+    assert late.status is Status.REVOKED_KEY and "received at" in late.reason
+    early = verify_envelope(backdated, keyring, ChainState(), received_at_ms=T0 + 4999)
+    assert early.status is Status.OK
+    # the claimed sent-at still counts too: received early but dated after the revocation
+    future = agent.envelope(sent_at_ms=T0 + 6000)
+    assert verify_envelope(future, keyring, ChainState(), received_at_ms=T0 + 10).status \
+        is Status.REVOKED_KEY
+
+
 def test_key_not_yet_valid_is_expired(agent):
     keyring = Keyring([cert_for(agent.key, AGENT, valid_from_ms=T0 + 5000)])
     assert verify_envelope(agent.envelope(), keyring, ChainState()).status is Status.EXPIRED_KEY
