@@ -5,6 +5,7 @@ Pure code: takes the header line, returns a column plan or the problems with it.
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass
 
 from cloud.store.errors import Problem
@@ -47,20 +48,59 @@ class ColumnPlan:
         return [n for n in self.names if _ROLES[n] == ROLE_FLOAT]
 
 
+MAX_COLUMNS = 64  # the format knows 13; a wider header is another file, refused before parsing
+MAX_HEADER_BYTES = 16 * 1024
+_MAX_NAMED = 20  # unknown or repeated names listed one by one; the rest are counted
+
+
+def check_header_bytes(data: bytes) -> tuple[int, list[Problem]]:
+    """Where the header line ends (index of its newline, or len(data)) and what makes it
+    unusable as bytes: too long, or not UTF-8 text. Linear, and reads at most
+    MAX_HEADER_BYTES + 1 bytes, so a 1 GB line costs nothing."""
+    end = data.find(b"\n", 0, MAX_HEADER_BYTES + 1)
+    if end < 0:
+        if len(data) > MAX_HEADER_BYTES:
+            return len(data), [Problem(1, f"the header line is longer than {MAX_HEADER_BYTES} "
+                                          "bytes; is this a readings CSV with one header line?",
+                                       "header")]
+        end = len(data)
+    head = data[:end]
+    if head.startswith((b"\xff\xfe", b"\xfe\xff")) or b"\x00" in head:
+        return end, [Problem(1, "the file is UTF-16 (or holds NUL bytes); save it as UTF-8 "
+                                "(plain or with a BOM)", "header")]
+    try:
+        head.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        return end, [Problem(1, f"the header is not UTF-8 (byte {exc.start}); save the file as "
+                                "UTF-8, e.g. `iconv -f latin1 -t utf-8`", "header")]
+    return end, []
+
+
 def plan_columns(header: str) -> tuple[ColumnPlan | None, list[Problem]]:
-    """Map a header line to a plan; names are case-insensitive and trimmed."""
+    """Map a header line to a plan; names are case-insensitive and trimmed. Linear in the
+    header's length; at most MAX_COLUMNS columns."""
     names = tuple(h.strip().strip('"').strip().lower() for h in header.rstrip("\r\n").split(","))
+    if len(names) > MAX_COLUMNS:
+        return None, [Problem(1, f"the header has {len(names)} columns, more than the "
+                                 f"{MAX_COLUMNS} a readings CSV may have; known columns: "
+                                 f"{', '.join(KNOWN)}", "header")]
     problems: list[Problem] = []
-    for name in sorted({n for n in names if names.count(n) > 1}):
+    counts = Counter(names)
+    repeated = sorted(n for n, c in counts.items() if c > 1)
+    for name in repeated[:_MAX_NAMED]:
         problems.append(Problem(1, f"column {name!r} appears more than once", "header"))
-    for name in names:
-        if name not in _ROLES:
-            problems.append(Problem(1, f"unknown column {name!r}; known columns: {', '.join(KNOWN)}",
-                                    "header"))
+    if len(repeated) > _MAX_NAMED:
+        problems.append(Problem(1, f"{len(repeated) - _MAX_NAMED} more repeated columns", "header"))
+    unknown = [n for n in names if n not in _ROLES]
+    for name in unknown[:_MAX_NAMED]:
+        problems.append(Problem(1, f"unknown column {name!r}; known columns: {', '.join(KNOWN)}",
+                                "header"))
+    if len(unknown) > _MAX_NAMED:
+        problems.append(Problem(1, f"{len(unknown) - _MAX_NAMED} more unknown columns", "header"))
     for name in REQUIRED:
-        if name not in names:
+        if name not in counts:
             problems.append(Problem(1, f"missing required column {name!r}", "header"))
-    lengths = [n for n in LENGTH_COLUMNS if n in names]
+    lengths = [n for n in LENGTH_COLUMNS if n in counts]
     if len(lengths) != 1:
         problems.append(Problem(1, "give exactly one of interval_end, interval_minutes, "
                                    f"interval_seconds (found {lengths or 'none'})", "header"))

@@ -169,12 +169,13 @@ def import_readings_csv(conn: psycopg.Connection, path: str | Path, *,
     data = path.read_bytes()
     sha = hashlib.sha256(data).digest()
     with conn.transaction():
-        conn.execute("SELECT pg_advisory_xact_lock(%s)", [_LOCK_KEY])
-        seen = conn.execute("SELECT id, rows, first_ts, last_ts FROM import_batches WHERE sha256 = %s",
-                            [sha]).fetchone()
+        # Parsing is pure and may take a while on a big (or hostile) file: do it before taking
+        # the lock that serialises imports, so a bad file never blocks anybody else's. A
+        # re-import is still answered without parsing (checked first, and again under the lock).
+        seen = _seen(conn, sha)
         if seen is not None:
-            log.info("%s was imported before (batch %s): nothing to do", path, seen[0])
-            return ImportResult(int(seen[0]), True, int(seen[1]), 0, "none", seen[2], seen[3])
+            log.info("%s was imported before (batch %s): nothing to do", path, seen.batch_id)
+            return seen
         if progress:
             progress("parse", 0, 1)
         parsed, problems, total = parse_readings_csv(data, window)
@@ -185,6 +186,11 @@ def import_readings_csv(conn: psycopg.Connection, path: str | Path, *,
                               key=lambda p: (p.line or 0, p.where))
         if parsed is None or total:
             raise ReadingsValidationError(str(path), problems, total)
+        conn.execute("SELECT pg_advisory_xact_lock(%s)", [_LOCK_KEY])
+        seen = _seen(conn, sha)  # a concurrent import of the same file may have won the lock
+        if seen is not None:
+            log.info("%s was imported meanwhile (batch %s): nothing to do", path, seen.batch_id)
+            return seen
         base_imp, base_exp, at_start, overlap = _baselines(conn, parsed, *_spans(parsed))
         too_big = register_problems(parsed, base_imp, base_exp)
         if too_big:
@@ -201,6 +207,13 @@ def import_readings_csv(conn: psycopg.Connection, path: str | Path, *,
                 progress("rollups", 1, 1)
             result = dataclasses.replace(result, rollups=rollups)
     return result
+
+
+def _seen(conn: psycopg.Connection, sha: bytes) -> ImportResult | None:
+    row = conn.execute("SELECT id, rows, first_ts, last_ts FROM import_batches WHERE sha256 = %s",
+                       [sha]).fetchone()
+    return None if row is None else ImportResult(int(row[0]), True, int(row[1]), 0, "none",
+                                                 row[2], row[3])
 
 
 def _spans(p: ParsedReadings) -> tuple[np.ndarray, np.ndarray]:

@@ -18,7 +18,7 @@ from datetime import UTC, datetime, timedelta
 import numpy as np
 import numpy.typing as npt
 
-from cloud.store.csv_format import ColumnPlan, plan_columns
+from cloud.store.csv_format import ColumnPlan, check_header_bytes, plan_columns
 from cloud.store.csv_kernel import (
     E_EMPTY,
     E_NUMBER,
@@ -214,12 +214,13 @@ def parse_readings_csv(data: bytes, window: TimeWindow | None = None
     Intervals outside `window` (default: TimeWindow.default(), from the clock) are errors."""
     window = window or TimeWindow.default()
     problems = Problems()
-    header_end = data.find(b"\n")
-    header = data[: header_end if header_end >= 0 else len(data)].decode("utf-8", "replace")
-    plan, header_problems = plan_columns(header.lstrip("\ufeff"))
+    header_end, header_problems = check_header_bytes(data)
+    if header_problems:
+        return None, header_problems, len(header_problems)
+    plan, header_problems = plan_columns(data[:header_end].decode("utf-8").lstrip("\ufeff"))
     if plan is None:
         return None, header_problems, len(header_problems)
-    body = header_end + 1 if header_end >= 0 else len(data)
+    body = min(header_end + 1, len(data))
     tk = tokenize(np.frombuffer(data, np.uint8), body, plan.roles)
     for r in np.flatnonzero(tk.row_err == R_BLANK):
         problems.add(int(tk.line[r]), "blank line", "")

@@ -171,3 +171,29 @@ def test_rollups_equal_the_interval_energy(archive: psycopg.Connection, grid: Gr
     archive.execute("TRUNCATE readings_15m, readings_1h, readings_1d")
     refresh_rollups(archive, res.first_ts, res.last_ts)
     assert archive.execute("SELECT * FROM readings_15m ORDER BY 1, 2").fetchall() == before
+
+
+def test_a_bad_file_is_refused_while_another_import_holds_the_lock(
+        archive: psycopg.Connection, grid: Grid, tmp_path: Path, db_dsn: str) -> None:
+    """Validation takes no lock: a long import in progress (here: a transaction holding the
+    import lock) does not delay the answer for a broken file. With the old order the second
+    import waited for the lock first, and lock_timeout turns that wait into LockNotAvailable."""
+    from cloud.store.historical import _LOCK_KEY
+
+    m = _meters(grid, 1)[0]
+    bad = tmp_path / "bad.csv"
+    bad.write_text(",".join(["meter_id", "interval_start", "interval_minutes", "import_wh"]
+                            + [f"extra{i}" for i in range(100)]) + f"\n{m},2024-03-01T00:00:00Z,15,1\n")
+    wrong_value = _write(tmp_path / "value.csv", [(m, 0, -5.0)])
+    with psycopg.connect(db_dsn) as holder:
+        holder.execute("SELECT pg_advisory_xact_lock(%s)", [_LOCK_KEY])  # held until rollback
+        archive.execute("SET lock_timeout = '5s'")
+        try:
+            for path, says in ((bad, "more than the 64"), (wrong_value, "negative")):
+                with pytest.raises(ReadingsValidationError) as info:
+                    import_readings_csv(archive, path)
+                assert says in str(info.value), info.value
+        finally:
+            archive.execute("RESET lock_timeout")
+        holder.rollback()
+    assert _count(archive, "SELECT count(*) FROM import_batches") == 0

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from cloud.store.csv_format import plan_columns
+from cloud.store.csv_format import MAX_COLUMNS, MAX_HEADER_BYTES, plan_columns
 from cloud.store.cumulative import to_register_series
 from cloud.store.import_limits import TimeWindow
 from cloud.store.json_lines import element_lines
@@ -31,6 +31,40 @@ def test_header_plan_reports_every_problem() -> None:
     assert "unknown column 'foo'" in messages
     assert "exactly one of interval_end, interval_minutes, interval_seconds" in messages
     assert all(p.line == 1 for p in problems)
+
+
+def test_a_wide_header_is_one_problem_and_linear() -> None:
+    # 10^6 columns took longer than 90 s when each name was counted across all the others;
+    # refused now with one problem before any per-column work
+    plan, problems = plan_columns(",".join(f"c{i}" for i in range(10**6)))
+    assert plan is None and len(problems) == 1
+    assert f"1000000 columns, more than the {MAX_COLUMNS}" in problems[0].message
+    # within the limit, unknown and repeated names are listed up to 20 each, the rest counted
+    names = ["meter_id", "interval_start", "interval_minutes", "import_wh"]
+    plan, problems = plan_columns(",".join(names + [f"x{i}" for i in range(30)] + ["v_l1"] * 30))
+    assert plan is None
+    messages = [p.message for p in problems]
+    assert sum(m.startswith("unknown column") for m in messages) == 20
+    assert "10 more unknown columns" in messages
+    assert "column 'v_l1' appears more than once" in messages
+
+
+@pytest.mark.parametrize(("data", "says"), [
+    ("meter_id,interval_start,interval_minutes,import_wh\n".encode("utf-16"), "UTF-16"),
+    ("meter_id,interval_start,interval_minutes,import_wh\n".encode("utf-16-be"), "UTF-16"),
+    ("meter_id,interval_stärt,interval_minutes,import_wh\n".encode("latin-1"), "not UTF-8"),
+    (b"x" * (MAX_HEADER_BYTES + 1), "longer than"),
+    (b"meter_id," * 2000 + b"\n", "longer than"),
+])
+def test_header_bytes_that_are_not_a_csv_header_say_why(data: bytes, says: str) -> None:
+    parsed, problems, total = parse_readings_csv(data + b"M1,2024-01-01T00:00:00Z,15,1\n")
+    assert parsed is None and total == 1 and says in problems[0].message, problems
+
+
+def test_a_utf8_bom_is_fine() -> None:
+    data = "\ufeffmeter_id,interval_start,interval_minutes,import_wh\nM1,2024-01-01T00:00:00Z,15,1\n"
+    parsed, problems, total = parse_readings_csv(data.encode())
+    assert parsed is not None and total == 0, problems
 
 
 @pytest.mark.parametrize(("text", "expected"), [
