@@ -46,6 +46,10 @@ class Settings(BaseSettings):
     rate_limit_per_s: float = Field(default=20.0, gt=0)
     rate_limit_burst: int = Field(default=60, ge=1)
 
+    # No request body larger than this reaches a route (413): the grid file of the topology
+    # import is the only large one.
+    max_body_bytes: int = Field(default=64 * 1024 * 1024, ge=1024)
+
     # Files an auditor needs to check an export offline; included in it when set.
     ca_cert: Path | None = Field(default=None, validation_alias="WATTRAIL_CA_CERT")
     log_public_key: Path | None = Field(default=None, validation_alias="WATTRAIL_LOG_PUBLIC_KEY")

@@ -16,6 +16,7 @@ from fastapi import Depends, FastAPI
 from psycopg_pool import AsyncConnectionPool
 
 from cloud.api import problems
+from cloud.api.body_limit import BodyLimitMiddleware
 from cloud.api.config import Settings
 from cloud.api.metrics import ApiMetrics, MetricsMiddleware
 from cloud.api.params import reject_unknown_query
@@ -72,7 +73,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     for module in (health, topology, map_layers, topology_import, readings, analysis_runs, loss,
                    suspects, power_quality, outages, regional, audit, tlog, export, tokens):
         app.include_router(module.router)
-    app.add_middleware(MetricsMiddleware, metrics=app.state.metrics)
+    app.add_middleware(BodyLimitMiddleware, max_body_bytes=settings.max_body_bytes)
+    app.add_middleware(MetricsMiddleware, metrics=app.state.metrics)  # outermost: counts 413s
     from cloud.api.dashboard import mount_dashboard
 
     mount_dashboard(app)  # /dashboard: static pages that read this API; no CDN

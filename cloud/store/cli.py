@@ -13,6 +13,7 @@ from typing import Annotated, Any
 import psycopg
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 
 from cloud.store.errors import MigrationError, ValidationError
@@ -51,9 +52,9 @@ def connect_or_exit(dsn: str, hint: str = SERVER_HINT) -> psycopg.Connection[Any
 
 
 def _fail_validation(exc: ValidationError) -> None:
-    err.print(f"[red]{exc.path}: {exc.total} problem(s), nothing was imported[/red]")
+    err.print(f"[red]{escape(exc.path)}: {exc.total} problem(s), nothing was imported[/red]")
     for p in exc.problems[:SHOW_PROBLEMS]:
-        err.print(f"  {p}")
+        err.print(f"  {p}", markup=False, highlight=False)  # the file's text, not markup
     if exc.total > SHOW_PROBLEMS:
         err.print(f"  ... and {exc.total - SHOW_PROBLEMS} more")
     raise typer.Exit(1)
@@ -100,13 +101,17 @@ def refresh_cmd(dsn: Dsn,
 
 
 @topology_app.command("import")
-def topology_import(file: Annotated[Path, typer.Argument(exists=True, dir_okay=False)], dsn: Dsn) -> None:
+def topology_import(
+    file: Annotated[Path, typer.Argument(exists=True, dir_okay=False)], dsn: Dsn,
+    max_bytes: Annotated[int, typer.Option(
+        min=1, help="refuse files larger than this many bytes (default 256 MiB)")] = 256 * 1024 * 1024,
+) -> None:
     """Import or update the grid from a grid file (docs/grid-file.md)."""
     from cloud.store.topology import import_topology
 
     with connect_or_exit(dsn) as conn:
         try:
-            counts = import_topology(conn, file)
+            counts = import_topology(conn, file, max_bytes=max_bytes)
         except ValidationError as exc:
             _fail_validation(exc)
     out.print("imported " + ", ".join(f"{n} {k}" for k, n in counts.items()))

@@ -73,8 +73,8 @@ class ValidationError(StoreError):
 class TopologyValidationError(ValidationError):
     """The grid file has bad or inconsistent records."""
 
-    def __init__(self, path: str, problems: list[Problem]) -> None:
-        super().__init__(path, problems, what="grid file")
+    def __init__(self, path: str, problems: list[Problem], total: int | None = None) -> None:
+        super().__init__(path, problems, what="grid file", total=total)
 
 
 class ReadingsValidationError(ValidationError):

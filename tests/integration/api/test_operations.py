@@ -3,6 +3,7 @@ import refusals, and the OpenAPI/docs pages."""
 
 from __future__ import annotations
 
+import json
 import re
 import socket
 from collections.abc import AsyncIterator
@@ -133,6 +134,53 @@ def test_topology_import_refuses_a_bad_grid(client: httpx.Client, seeded: Seed) 
         ).status_code
         == 422
     )
+
+
+@pytest.mark.parametrize(("body", "says"), [
+    ("phases", "phases must be one of 1, 3"),
+    ("length", "length_km must be <="),
+    ("surrogate", "lone surrogate"),
+    ("deep", "nested deeper"),
+    ("utf16", "UTF-16"),
+])
+def test_topology_import_answers_422_for_what_once_was_a_500(
+        client: httpx.Client, seeded: Seed, body: str, says: str) -> None:
+    admin = {**auth(seeded.tokens["admin"]), "content-type": "application/json"}
+    doc = json.loads(json.dumps(seeded.grid_doc))
+    if body == "phases":
+        doc["customers"][0]["phases"] = 2
+    elif body == "length":
+        doc["feeders"][0]["length_km"] = 10**400
+    elif body == "surrogate":
+        doc["customers"][0]["customer_id"] = "\ud800"  # json.dumps escapes it: valid JSON text
+    raw = {"deep": b"[" * 5000 + b"]" * 5000,
+           "utf16": json.dumps(doc).encode("utf-16")}.get(body, json.dumps(doc).encode())
+    res = client.post("/v1/topology/import", content=raw, headers=admin)
+    assert res.status_code == 422, res.text
+    assert res.headers["content-type"] == "application/problem+json"
+    assert any(says in e["msg"] for e in res.json()["errors"]), res.json()
+    # the connection stays usable: the next request on the same client is answered
+    assert client.get("/healthz").status_code == 200
+
+
+@pytest.mark.asyncio
+async def test_bodies_above_the_limit_are_413_declared_or_chunked(seeded: Seed) -> None:
+    app = create_app(settings_for(seeded, max_body_bytes=4096))
+    admin = {**auth(seeded.tokens["admin"]), "content-type": "application/json"}
+
+    async def chunks() -> AsyncIterator[bytes]:
+        for _ in range(10):
+            yield b" " * 1000
+
+    async with asgi(app) as c:
+        declared = await c.post("/v1/topology/import", content=b" " * 5000, headers=admin)
+        chunked = await c.post("/v1/topology/import", content=chunks(), headers=admin)
+        small = await c.post("/v1/topology/import", content=b"[1", headers=admin)
+    for res in (declared, chunked):
+        assert res.status_code == 413, res.text
+        assert res.headers["content-type"] == "application/problem+json"
+        assert "larger than 4096 bytes" in res.json()["detail"]
+    assert small.status_code == 422  # under the limit: the route judges it
 
 
 def test_openapi_and_docs(client: httpx.Client) -> None:

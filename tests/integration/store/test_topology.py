@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import psycopg
 import pytest
@@ -95,3 +96,48 @@ def test_not_json_and_wrong_format(conn: psycopg.Connection, tmp_path: Path) -> 
                                  "feeders": [], "transformers": [], "customers": []}))
     with pytest.raises(TopologyValidationError, match="not a wattrail-grid v1 file"):
         import_topology(conn, other)
+
+
+@pytest.mark.parametrize(("mutate", "says"), [
+    (lambda d: d["customers"][0].update(customer_id="C\x00"), "NUL"),
+    (lambda d: d["customers"][0].update(tariff_per_kwh=1e7), "tariff_per_kwh must be <= 1000"),
+    (lambda d: d["customers"][0].update(phases=2), "phases must be one of 1, 3"),
+    (lambda d: d["feeders"][0].update(length_km=10**400), "length_km must be <="),
+    (lambda d: d["customers"][0].update(customer_id="[bold]x[/bold]\ud800"), "lone surrogate"),
+])
+def test_the_cli_names_every_refused_value_without_a_traceback(
+        db_dsn: str, conn: psycopg.Connection, grid_file: Path, tmp_path: Path,
+        mutate: Any, says: str) -> None:
+    from typer.testing import CliRunner
+
+    from wattrail.cli import app
+
+    doc = json.loads(grid_file.read_text())
+    mutate(doc)
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps(doc, indent=1))
+    res = CliRunner().invoke(app, ["topology", "import", str(bad), "--dsn", db_dsn])
+    assert res.exit_code == 1, res.output
+    assert res.exception is None or isinstance(res.exception, SystemExit), res.exception
+    assert says in res.output and "nothing was imported" in res.output, res.output
+    assert all(n == 0 for n in _counts(conn).values())
+
+
+@pytest.mark.parametrize(("data", "says"), [
+    ('{"format": "wattrail-grid"}'.encode("utf-16"), "UTF-16"),
+    ('{"format": "wattrail-grïd"}'.encode("latin-1"), "not UTF-8"),
+    (b"[" * 50_000 + b"]" * 50_000, "nested deeper"),
+])
+def test_the_cli_names_files_that_are_not_utf8_json(db_dsn: str, tmp_path: Path, data: bytes,
+                                                    says: str) -> None:
+    from typer.testing import CliRunner
+
+    from wattrail.cli import app
+
+    bad = tmp_path / "bad.json"
+    bad.write_bytes(data)
+    res = CliRunner().invoke(app, ["topology", "import", str(bad), "--dsn", db_dsn])
+    assert res.exit_code == 1 and says in res.output, res.output
+    small = CliRunner().invoke(app, ["topology", "import", str(bad), "--dsn", db_dsn,
+                                     "--max-bytes", "10"])
+    assert small.exit_code == 1 and "more than the limit of 10" in small.output, small.output
