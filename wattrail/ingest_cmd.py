@@ -65,6 +65,10 @@ def ingest(
     stale_after: Annotated[float, typer.Option(
         min=1, help="/healthz fails when the ingest worker has not looped for this many "
                     "seconds")] = 60.0,
+    quarantine_budget: Annotated[int, typer.Option(
+        min=0, help="bytes of quarantined messages kept whole per agent; past it only a 4 KiB "
+                    "prefix, the SHA-256 and the size are kept (and counted, and logged)")
+    ] = 64 * 1024 * 1024,
 ) -> None:
     """Run an ingestor: verify envelopes, store them in TimescaleDB, quarantine the rest, and
     acknowledge only what is committed. Run several to share the load."""
@@ -93,4 +97,6 @@ def ingest(
     run_forever(IngestConfig(dsn, mqtt_host, mqtt_port, ca, cert, key, share_group=share_group,
                              max_batch=max_batch, max_wait_s=max_wait, log_key=log_key,
                              sth_every_s=sth_every, limits=limits, metrics_port=metrics_port,
-                             stale_after_s=stale_after), status=status, stop=stop)
+                             stale_after_s=stale_after,
+                             quarantine_budget_bytes=quarantine_budget),
+                status=status, stop=stop)

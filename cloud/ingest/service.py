@@ -55,7 +55,14 @@ from prometheus_client import Counter, Gauge, Histogram
 from cloud.ingest.classify import Candidate, Incoming, Quarantine, QuarantineReason, classify
 from cloud.ingest.health import STALE_AFTER_S, Health, judge, serve
 from cloud.ingest.limits import Limits
-from cloud.ingest.writer import BatchResult, load_keyring, registry_generation, store_batch
+from cloud.ingest.writer import (
+    QUARANTINE_BUDGET_BYTES,
+    QUARANTINE_PREFIX_BYTES,
+    BatchResult,
+    load_keyring,
+    registry_generation,
+    store_batch,
+)
 from protocols.errors import ProtocolError
 from protocols.topics import encode_ack, parse_topic, shared_subscription, topic
 from security.keyring import Keyring
@@ -71,6 +78,9 @@ M_GAPS = Counter("wattrail_ingest_chain_gaps_total", "envelopes stored ahead of 
 M_QUARANTINED = Counter("wattrail_ingest_quarantined_total", "messages quarantined", ["reason"])
 M_KEYRING_LOADS = Counter("wattrail_ingest_keyring_loads_total",
                           "keyring (re)loads: at start and after each registry change")
+M_TRUNCATED = Counter("wattrail_ingest_quarantine_truncated_total",
+                      "quarantined messages kept as a prefix only: the agent's quarantine "
+                      "budget is spent, or the message is oversized", ["agent"])
 M_DB_RETRIES = Counter("wattrail_ingest_db_retries_total", "batches retried after a DB error")
 M_BATCH = Histogram("wattrail_ingest_batch_seconds", "classify + store + commit per batch")
 M_ACK_LAG = Histogram("wattrail_ingest_commit_to_ack_seconds", "commit to broker/agent acks",
@@ -134,6 +144,9 @@ class IngestConfig:
     metrics_port: int | None = None  # serve /metrics and /healthz there (0: any free port)
     metrics_host: str = "127.0.0.1"
     stale_after_s: float = STALE_AFTER_S  # /healthz fails when the worker's beat is older
+    # bytes of quarantined messages kept whole per agent; past it only a 4 KiB prefix, the
+    # hash and the size are kept, and the agent is counted and logged (docs/ingest.md)
+    quarantine_budget_bytes: int = QUARANTINE_BUDGET_BYTES
 
 
 @dataclass
@@ -148,6 +161,7 @@ class IngestStats:
     db_retries: int = 0
     internal_errors: int = 0  # exceptions of our own code, each isolated to a message or batch
     unrecorded: int = 0  # messages acked with no row at all (even their quarantine failed)
+    quarantine_truncated: int = 0  # kept as a prefix only (budget spent, or oversized)
     last_batch_ms: float = 0.0
     commit_to_ack_ms: float = 0.0
     tree_size: int = 0
@@ -278,7 +292,7 @@ class Ingestor:
 
     def _store(self, items: list[Candidate | Quarantine]) -> BatchResult:
         try:
-            return store_batch(self._db(), items)
+            return store_batch(self._db(), items, quarantine_budget=self.cfg.quarantine_budget_bytes)
         except Exception as exc:
             if self._retryable(exc):
                 raise
@@ -303,7 +317,7 @@ class Ingestor:
 
     def _store_one(self, item: Candidate | Quarantine) -> BatchResult:
         try:
-            return store_batch(self._db(), [item])
+            return store_batch(self._db(), [item], quarantine_budget=self.cfg.quarantine_budget_bytes)
         except Exception as exc:
             if self._retryable(exc):
                 raise
@@ -316,7 +330,7 @@ class Ingestor:
                            else QuarantineReason.INTERNAL_ERROR, _describe(exc),
                            item.envelope_hash, agent_id=item.agent_id, seq=item.seq)
         try:
-            return store_batch(self._db(), [q])
+            return store_batch(self._db(), [q], quarantine_budget=self.cfg.quarantine_budget_bytes)
         except Exception as exc:
             if self._retryable(exc):
                 raise
@@ -325,7 +339,7 @@ class Ingestor:
             return store_batch(self._db(), [Quarantine(
                 item.msg, QuarantineReason.INTERNAL_ERROR,
                 f"{q.reason.value}: {q.detail}; then quarantining it failed: {_describe(exc)}",
-                item.envelope_hash)])
+                item.envelope_hash)], quarantine_budget=self.cfg.quarantine_budget_bytes)
 
     def process(self, batch: list[Incoming]) -> BatchResult:
         """Classify and store one batch, retrying through database outages. Returns after
@@ -395,6 +409,12 @@ class Ingestor:
         for reason, n in result.quarantined.items():
             self.stats.quarantined[reason] = self.stats.quarantined.get(reason, 0) + n
             M_QUARANTINED.labels(reason).inc(n)
+        for agent, n in result.truncated.items():
+            self.stats.quarantine_truncated += n
+            M_TRUNCATED.labels(agent).inc(n)
+            log.warning("quarantine budget of agent %r spent (%d bytes kept whole): %d more "
+                        "message(s) kept as a %d-byte prefix with hash and size", agent,
+                        self.cfg.quarantine_budget_bytes, n, QUARANTINE_PREFIX_BYTES)
         self.stats.last_batch_ms = (committed - started) * 1000
         self.stats.commit_to_ack_ms = (time.monotonic() - committed) * 1000
         M_ENVELOPES.inc(result.stored)

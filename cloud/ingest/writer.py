@@ -38,7 +38,9 @@ import psycopg
 
 from cloud.ingest.classify import Candidate, Quarantine, QuarantineReason
 from protocols.envelope import GENESIS_PREV_HASH
+from protocols.errors import ProtocolError
 from protocols.reading import MEASURED_FIELDS
+from protocols.topics import parse_topic
 from security.keyring import KeyCertificate, Keyring
 
 _FAR_FUTURE_MS = 253_402_300_799_000  # 9999-12-31
@@ -56,6 +58,9 @@ class BatchResult:
     # SHA-256 of each agent's envelope at committed_upto (zeros for 0): the ack names it, so
     # an agent can tell an ack about its own chain from one left over from an earlier chain
     committed_hash: dict[str, bytes] = field(default_factory=dict)
+    # per budget key (the topic's agent): quarantined messages kept only as a prefix because
+    # that agent's quarantine budget is spent (or they are oversized)
+    truncated: Counter[str] = field(default_factory=Counter)
 
     def merge(self, other: BatchResult) -> None:
         self.stored += other.stored
@@ -66,6 +71,7 @@ class BatchResult:
         self.quarantined.update(other.quarantined)
         self.committed_upto.update(other.committed_upto)
         self.committed_hash.update(other.committed_hash)
+        self.truncated.update(other.truncated)
 
 
 def load_keyring(conn: psycopg.Connection[Any]) -> Keyring:
@@ -137,24 +143,42 @@ _QUARANTINE_DETAIL_MAX = 2000
 _CLAIMED_ID_MAX = 256  # the raw bytes keep a longer claim
 
 
-def quarantine_row(q: Quarantine) -> tuple[bytes, bytes, str | None, int | None, str, str]:
+QUARANTINE_BUDGET_BYTES = 64 * 1024 * 1024  # per agent, kept whole; `wattrail ingest --quarantine-budget`
+QUARANTINE_PREFIX_BYTES = 4096  # what is kept of a message past the budget, or oversized
+
+
+def quarantine_row(q: Quarantine, *, whole: bool = True
+                   ) -> tuple[bytes, bytes, str | None, int | None, str, str]:
     """(sha256, raw, agent_id, seq, reason, detail) as the `quarantine` table can hold them.
+    `whole=False`: only the first QUARANTINE_PREFIX_BYTES of the message are kept (the hash is
+    still of all of it).
 
     The claims in a quarantined message are untrusted and may be anything its CBOR can carry:
     text holding U+0000 (PostgreSQL text cannot), a seq beyond bigint. A row the table refuses
     would fail the batch, so the claims are made storable here; the raw bytes keep the truth."""
     seq = q.seq if q.seq is not None and 0 <= q.seq <= 2**63 - 1 else None
     agent = None if q.agent_id is None else _text(q.agent_id)[:_CLAIMED_ID_MAX]
-    return (q.envelope_hash, q.msg.payload, agent, seq, q.reason.value,
+    raw = q.msg.payload if whole else q.msg.payload[:QUARANTINE_PREFIX_BYTES]
+    return (q.envelope_hash, raw, agent, seq, q.reason.value,
             _text(q.detail)[:_QUARANTINE_DETAIL_MAX] or q.reason.value)
+
+
+def budget_key(q: Quarantine) -> str:
+    """Whose quarantine budget a message counts against: the agent of its MQTT topic (the
+    broker's ACL ties it to the sender's certificate; the claims inside are anyone's), or ''
+    for a message on no agent's topic."""
+    try:
+        return _text(parse_topic(q.msg.topic)[0])[:_CLAIMED_ID_MAX]
+    except ProtocolError:
+        return ""
 
 
 def _text(s: str) -> str:
     return s.replace("\x00", "\\x00")  # shown as the escape, so a reader sees it was there
 
 
-def store_batch(conn: psycopg.Connection[Any], items: Sequence[Candidate | Quarantine]
-                ) -> BatchResult:
+def store_batch(conn: psycopg.Connection[Any], items: Sequence[Candidate | Quarantine], *,
+                quarantine_budget: int = QUARANTINE_BUDGET_BYTES) -> BatchResult:
     res = BatchResult()
     cands = sorted((i for i in items if isinstance(i, Candidate)),
                    key=lambda c: (c.agent_id, c.seq))
@@ -197,7 +221,8 @@ def store_batch(conn: psycopg.Connection[Any], items: Sequence[Candidate | Quara
         res.gaps = sum(1 for c, v in to_insert if v == "gap" and (c.agent_id, c.seq) in inserted)
         res.readings, res.reading_conflicts = _insert_readings(conn, stored)
         for q in quarantine:
-            _quarantine(conn, q)
+            if not _quarantine(conn, q, quarantine_budget):
+                res.truncated[budget_key(q)] += 1
             res.quarantined[q.reason.value] += 1
         res.committed_upto, res.committed_hash = _advance(conn, agents)
     return res
@@ -285,11 +310,31 @@ def _insert_readings(conn: psycopg.Connection[Any], stored: list[Candidate]) -> 
         return inserted, conflicts
 
 
-def _quarantine(conn: psycopg.Connection[Any], q: Quarantine) -> None:
+def _quarantine(conn: psycopg.Connection[Any], q: Quarantine, budget: int) -> bool:
+    """Store (or count again) one quarantined message; False when only its prefix was kept
+    because its agent's budget is spent (or it is oversized)."""
+    sha = q.envelope_hash
+    if conn.execute("UPDATE quarantine SET count = count + 1, last_seen = now() "
+                    "WHERE sha256 = %s", [sha]).rowcount:
+        return True  # seen before: a repeat costs a counter, not its bytes again
+    size = len(q.msg.payload)
+    key = budget_key(q)
+    whole = q.reason is not QuarantineReason.OVERSIZED and size <= budget and conn.execute(
+        "INSERT INTO quarantine_usage AS u (agent_key, bytes) VALUES (%s, %s) "
+        "ON CONFLICT (agent_key) DO UPDATE SET bytes = u.bytes + excluded.bytes, "
+        "updated_at = now() WHERE u.bytes + excluded.bytes <= %s RETURNING 1",
+        [key, size, budget]).fetchone() is not None
+    truncated = not whole and size > QUARANTINE_PREFIX_BYTES
+    if truncated:
+        conn.execute("INSERT INTO quarantine_usage AS u (agent_key, truncated) VALUES (%s, 1) "
+                     "ON CONFLICT (agent_key) DO UPDATE SET truncated = u.truncated + 1, "
+                     "updated_at = now()", [key])
     conn.execute(
-        "INSERT INTO quarantine (sha256, raw, agent_id, seq, reason, detail) "
-        "VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT (sha256) DO UPDATE SET "
-        "count = quarantine.count + 1, last_seen = now()", quarantine_row(q))
+        "INSERT INTO quarantine (sha256, raw, agent_id, seq, reason, detail, size_bytes, "
+        "truncated) VALUES (%s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT (sha256) DO UPDATE SET "
+        "count = quarantine.count + 1, last_seen = now()",
+        [*quarantine_row(q, whole=whole), size, truncated])
+    return not truncated
 
 
 def _advance(conn: psycopg.Connection[Any], agents: list[str]

@@ -297,7 +297,10 @@ class QuarantinePublic(BaseModel):
     claimed_agent_id: str | None = Field(description="as claimed by the message: untrusted")
     seq: int | None
     sha256: str
-    size_bytes: int
+    size_bytes: int = Field(description="size of the whole message as received")
+    truncated: bool = Field(False, description="only the first 4 KiB of the message are kept "
+                            "(oversized, or past its agent's quarantine budget); sha256 is "
+                            "of the whole message")
     count: int = Field(description="times this exact message arrived")
     first_seen: datetime
     last_seen: datetime
@@ -308,7 +311,7 @@ class QuarantineDetail(QuarantinePublic):
 
 
 _Q = ("SELECT q.id, q.reason, q.detail, q.agent_id AS claimed_agent_id, q.seq, q.sha256, "
-      "length(q.raw) AS size_bytes, q.count, q.first_seen, q.last_seen")
+      "q.size_bytes, q.truncated, q.count, q.first_seen, q.last_seen")
 
 
 @router.get("/quarantine", response_model=Page[QuarantinePublic], responses={**CSV_RESPONSE, **_ERR})

@@ -205,3 +205,37 @@ def test_the_extreme_values_classify_accepts_store_as_signed(
     row = conn.execute("SELECT agent_id, seq, detail FROM quarantine").fetchone()
     assert row is not None and row[0].startswith("tx\\x00a") and row[1] is None
     assert row[2] == "claims \\x00 anything"
+
+
+def test_quarantine_keeps_whole_messages_up_to_the_agents_budget_then_prefixes(
+        conn: psycopg.Connection[Any]) -> None:
+    from cloud.ingest.writer import QUARANTINE_PREFIX_BYTES
+
+    def junk(agent: str, i: int, size: int) -> Quarantine:
+        payload = bytes([i % 256]) * size
+        return Quarantine(Incoming(f"wattrail/v1/{agent}/readings", payload, i, T0),
+                          QuarantineReason.MALFORMED, "junk", hashlib.sha256(payload).digest(),
+                          agent_id="claims-to-be-someone-else")
+    budget = 20_000
+    a = [junk("tx-a", i, 6000) for i in range(5)]  # 3 fit whole (18,000), 2 do not
+    res = store_batch(conn, [*a, junk("tx-b", 9, 6000)], quarantine_budget=budget)
+    assert res.truncated == {"tx-a": 2}, "counted against the topic's agent, not the claim"
+    assert store_batch(conn, [a[0], a[4]], quarantine_budget=budget).truncated == {}, \
+        "a repeat costs a counter, not its bytes again"
+    rows = conn.execute("SELECT length(raw), size_bytes, truncated, count FROM quarantine "
+                        "ORDER BY id").fetchall()
+    assert rows == [(6000, 6000, False, 2), (6000, 6000, False, 1), (6000, 6000, False, 1),
+                    (QUARANTINE_PREFIX_BYTES, 6000, True, 1),
+                    (QUARANTINE_PREFIX_BYTES, 6000, True, 2), (6000, 6000, False, 1)]
+    # the hash is of the whole message, so a copy found later can still be matched
+    kept = conn.execute("SELECT sha256 FROM quarantine WHERE truncated ORDER BY id").fetchall()
+    assert [bytes(r[0]) for r in kept] == [a[3].envelope_hash, a[4].envelope_hash]
+    usage = conn.execute("SELECT agent_key, bytes, truncated FROM quarantine_usage ORDER BY 1"
+                         ).fetchall()
+    assert usage == [("tx-a", 18_000, 2), ("tx-b", 6000, 0)]
+    # an oversized message is a prefix whatever the budget
+    big = b"\x01" * (QUARANTINE_PREFIX_BYTES * 3)
+    over = Quarantine(Incoming("wattrail/v1/tx-c/readings", big, 1, T0),
+                      QuarantineReason.OVERSIZED, "too big", hashlib.sha256(big).digest())
+    assert store_batch(conn, [over], quarantine_budget=10**12).truncated == {"tx-c": 1}
+    conn.commit()
