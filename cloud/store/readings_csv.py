@@ -86,9 +86,13 @@ def _shown(text: str) -> str:
     return repr(text) if len(text) <= _SHOW_CHARS else repr(text[:_SHOW_CHARS]) + f"... ({len(text)} chars)"
 
 
+_LINE_SHOWN = 64 * 1024  # of a line, for messages only: the csv module refuses longer fields
+
+
 def _line_fields(data: bytes, start: int) -> list[str]:
     end = data.find(b"\n", start)
-    text = data[start:end if end >= 0 else len(data)].decode("utf-8", "replace").rstrip("\r")
+    end = len(data) if end < 0 else end
+    text = data[start:min(end, start + _LINE_SHOWN)].decode("utf-8", "replace").rstrip("\r")
     return [f.strip() for f in next(csv.reader([text], skipinitialspace=True), [])]
 
 
@@ -107,8 +111,17 @@ def _field_problems(data: bytes, plan: ColumnPlan, tk_err: npt.NDArray[np.uint8]
         name = plan.names[c]
         vals = _line_fields(data, int(tk_start[r]))
         shown = f" ({_shown(vals[c])})" if c < len(vals) and vals[c] else ""
-        problems.add(int(tk_line[r]), f"{name}{shown} {_FIELD_MESSAGES[int(tk_err[r, c])]}", name)
+        what = _FIELD_MESSAGES[int(tk_err[r, c])]
+        if name in ("interval_minutes", "interval_seconds") and int(tk_err[r, c]) == E_NUMBER:
+            what = f"must be a whole number of {name.split('_')[1]}, 1 or more"
+        problems.add(int(tk_line[r]), f"{name}{shown} {what}", name)
     for r, c in zip(*np.nonzero(slow), strict=True):  # rare: long mantissas, big exponents
+        end = data.find(b"\n", int(tk_start[r]))
+        if (len(data) if end < 0 else end) - int(tk_start[r]) > _LINE_SHOWN:
+            # never convert a cut-off text: a value is read whole or refused
+            problems.add(int(tk_line[r]), f"{plan.names[c]}: the line is longer than "
+                                          f"{_LINE_SHOWN} bytes; no number needs that", plan.names[c])
+            continue
         text = _line_fields(data, int(tk_start[r]))[c]
         value = float(text)  # the kernel checked the syntax
         if math.isinf(value):  # 1e309, a 400-digit number: float() overflows, silently
@@ -119,6 +132,20 @@ def _field_problems(data: bytes, plan: ColumnPlan, tk_err: npt.NDArray[np.uint8]
         floats[r, plan.slot(plan.names[c])] = value
         bad_field[r, c] = False
     return bad_field.any(axis=1)  # type: ignore[no-any-return]  # numpy stubs: any(axis=...) is Any
+
+
+_MAX_METER_ID = 200
+
+
+def _bad_meter_id(m: str) -> str | None:
+    """What makes a meter id unstorable or unreadable; None when it is fine."""
+    if "\ufffd" in m:
+        return "is not UTF-8 text; save the file as UTF-8"
+    if any(ord(ch) < 32 or ord(ch) == 127 for ch in m):
+        return "holds a control character (a NUL, a tab, ...)"
+    if len(m) > _MAX_METER_ID:
+        return f"is longer than {_MAX_METER_ID} characters"
+    return None
 
 
 def _factorize(buf: npt.NDArray[np.uint8], id_s: npt.NDArray[np.int64],
@@ -265,6 +292,13 @@ def parse_readings_csv(data: bytes, window: TimeWindow | None = None
         if name != "import_wh":
             optional[name] = (tk.floats[keep, plan.slot(name)],
                               tk.err[keep, plan.index(name)] == E_EMPTY)
+    bad_ids = [(k, why) for k, m in enumerate(meter_ids) if (why := _bad_meter_id(m))]
+    for k, why in bad_ids:
+        where = line[codes == k]
+        problems.add(int(where.min()), f"meter_id {_shown(meter_ids[k])} {why} (on "
+                                       f"{len(where)} row(s))", "meter_id")
+    if bad_ids:  # no id PostgreSQL cannot hold goes on to the archive lookup
+        return None, problems.sorted(), problems.total
     parsed = ParsedReadings(tk.rows, line, codes, meter_ids, s, e,
                             tk.floats[keep, plan.slot("import_wh")], optional)
     return parsed, problems.sorted(), problems.total

@@ -162,3 +162,19 @@ def test_offset_conversion_matches_datetime() -> None:
         f"meter_id,interval_start,interval_seconds,import_wh\nM1,{dt.isoformat()},900,1\n".encode(),
         TimeWindow.default(now=datetime(2031, 7, 4, tzinfo=UTC)))  # a date in the future
     assert parsed is not None and parsed.start_us[0] == _us(dt) and parsed.end_us[0] == _us(dt) + 900_000_000
+
+
+_HEAD = b"meter_id,interval_start,interval_minutes,import_wh\n"
+
+
+@pytest.mark.parametrize(("row", "says"), [
+    (b"M\x001,2024-01-01T00:00:00Z,15,1", "holds a control character"),
+    ("Mü1,2024-01-01T00:00:00Z,15,1".encode("latin-1"), "is not UTF-8 text"),
+    (b"M" * 201 + b",2024-01-01T00:00:00Z,15,1", "longer than 200 characters"),
+    (b"M1,2024-01-01T00:00:00Z,-15,1", "must be a whole number of minutes, 1 or more"),
+    (b"M1,2024-01-01T00:00:00Z,99999999999,1", "ends after"),
+    (b"M1,2024-01-01T00:00:00Z,15,0." + b"1" * 200_000, "longer than 65536 bytes"),
+])
+def test_rows_that_once_raised_are_problems_on_their_line(row: bytes, says: str) -> None:
+    parsed, problems, total = parse_readings_csv(_HEAD + row + b"\n")
+    assert total == 1 and problems[0].line == 2 and says in problems[0].message, problems
