@@ -16,15 +16,33 @@ app = typer.Typer(help="Audit tools for security teams (offline, no database nee
                   no_args_is_help=True)
 
 
+MAX_BUNDLE_BYTES = 256 * 1024 * 1024  # bundle.json unpacked; 5,000 envelopes export to ~20 MB
+MAX_ENVELOPE_BYTES = 4 * 1024 * 1024  # the ingestor's own limit per envelope
+
+
+def _member(z: zipfile.ZipFile, name: str, limit: int) -> bytes:
+    """A member's bytes, read in pieces and refused past `limit`: the size a zip declares can
+    be a lie, and a zip bomb unpacks a megabyte into gigabytes."""
+    out = bytearray()
+    with z.open(name) as f:
+        while chunk := f.read(1024 * 1024):
+            out += chunk
+            if len(out) > limit:
+                raise ValueError(f"{name} unpacks to more than {limit} bytes: not an export")
+    return bytes(out)
+
+
 def _load(path: Path) -> tuple[dict[str, Any], list[str]]:
     """The bundle, plus problems found while reading a zip (files that disagree)."""
     if zipfile.is_zipfile(path):
         problems = []
         with zipfile.ZipFile(path) as z:
-            bundle = json.loads(z.read("bundle.json"))
+            bundle = json.loads(_member(z, "bundle.json", MAX_BUNDLE_BYTES))
+            names = set(z.namelist())
             for e in bundle.get("envelopes", []):
                 name = f"envelopes/{int(e['seq']):020d}.cose"
-                if name in z.namelist() and z.read(name) != base64.b64decode(e["raw_base64"]):
+                if name in names and _member(z, name, MAX_ENVELOPE_BYTES) != \
+                        base64.b64decode(e["raw_base64"]):
                     problems.append(f"{name} differs from the bytes inside bundle.json")
         return bundle, problems
     return json.loads(path.read_text()), []

@@ -59,9 +59,16 @@ def issue_agent_cmd(
         typer.echo(f"  {label:20} {path}")
 
 
+def _hex(text: str) -> int | None:
+    t = text.replace(":", "")
+    return int(t, 16) if t and all(c in "0123456789abcdefABCDEF" for c in t) else None
+
+
 @app.command()
 def revoke(
-    target: Annotated[str, typer.Argument(help="an agent id (all its certificates) or a hex serial")],
+    target: Annotated[str, typer.Argument(
+        help="an agent id (all its certificates) or a certificate's hex serial, with or "
+             "without 0x or colons")],
     directory: DirOpt = Path("pki"),
 ) -> None:
     """Revoke certificates and write a fresh signed CRL (reload the broker to apply it)."""
@@ -69,7 +76,7 @@ def revoke(
     from security.pki import revoke as do_revoke
 
     value: int | str = target
-    if target.startswith("0x"):
+    if target.lower().startswith("0x"):
         try:
             value = int(target, 16)
         except ValueError as exc:
@@ -77,7 +84,15 @@ def revoke(
     try:
         crl = do_revoke(directory, value)
     except PkiError as exc:
-        raise _fail(exc) from exc
+        # no agent of that name: a bare hex serial (as `openssl x509 -serial` prints it)?
+        serial = _hex(target) if isinstance(value, str) else None
+        if serial is None:
+            raise _fail(exc) from exc
+        try:
+            crl = do_revoke(directory, serial)
+        except PkiError as exc2:
+            raise _fail(PkiError(f"no agent and no certificate serial {target!r} in this CA",
+                                 path=directory)) from exc2
     typer.echo(f"revoked {target}; CRL now lists {len(list(crl))} certificate(s): "
                f"{directory / 'crl.pem'}")
 

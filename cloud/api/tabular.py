@@ -46,8 +46,20 @@ def _cell(v: Any) -> Any:
     if isinstance(v, datetime):
         return v.isoformat()
     if isinstance(v, dict | list):
-        return json.dumps(v, separators=(",", ":"), default=str)
+        return _safe_text(json.dumps(v, separators=(",", ":"), default=str))
+    if isinstance(v, str):
+        return _safe_text(v)
     return v
+
+
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def _safe_text(s: str) -> str:
+    """Text a spreadsheet would run as a formula (`=HYPERLINK(...)`, `+1+cmd|...`) gets a
+    leading apostrophe, as OWASP advises for CSV injection; numbers are not text here, so
+    negative values stay numbers."""
+    return "'" + s if s.startswith(_FORMULA_START) else s
 
 
 def csv_response(request: Request, model: type[BaseModel], items: Sequence[BaseModel],

@@ -57,9 +57,10 @@ async def list_all(request: Request, conn: ConnDep, _t: AdminToken, page: PageDe
 
 
 @router.delete("/{token_id}", response_model=TokenPublic, responses=_ERR)
-async def revoke(token_id: Annotated[int, Path(ge=1, le=2**63 - 1)], conn: ConnDep,
-                 _t: AdminToken) -> TokenPublic:
-    info = await arevoke_token(conn, token_id)
+async def revoke(token_id: Annotated[str, Path(
+        pattern=r"^[1-9][0-9]{0,17}$", description="the token's id, digits only (`1.0` or "
+        "`01` name no token)")], conn: ConnDep, _t: AdminToken) -> TokenPublic:
+    info = await arevoke_token(conn, int(token_id))
     if info is None:
         raise ProblemError(404, f"no token with id {token_id}", kind="not-found")
     return _public(info)

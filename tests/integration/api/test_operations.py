@@ -183,6 +183,13 @@ async def test_bodies_above_the_limit_are_413_declared_or_chunked(seeded: Seed) 
     assert small.status_code == 422  # under the limit: the route judges it
 
 
+def test_a_token_id_is_digits_only(client: httpx.Client, seeded: Seed) -> None:
+    admin = auth(seeded.tokens["admin"])
+    for bad in ("1.0", "01", "1e0", "-1"):
+        res = client.delete(f"/v1/tokens/{bad}", headers=admin)
+        assert res.status_code == 422, (bad, res.text)
+
+
 def test_openapi_and_docs(client: httpx.Client) -> None:
     spec = client.get("/openapi.json").json()
     assert spec["info"]["title"] == "Wattrail API"

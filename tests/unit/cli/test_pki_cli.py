@@ -42,3 +42,17 @@ def test_errors_are_one_line_and_exit_1(tmp_path: Path) -> None:
     assert "reserved" in bad.output
     unknown = runner.invoke(app, ["pki", "revoke", "nobody", "--dir", d])
     assert unknown.exit_code == 1
+
+
+def test_revoke_takes_a_bare_hex_serial(tmp_path: Path) -> None:
+    d = str(tmp_path / "pki")
+    assert runner.invoke(app, ["pki", "init", "--dir", d]).exit_code == 0
+    assert runner.invoke(app, ["pki", "issue-agent", "tx-8", "--dir", d]).exit_code == 0
+    assert len(load_keyring(tmp_path / "pki").for_agent("tx-8")) == 1
+    serials = [p.stem for p in (tmp_path / "pki" / "certs").glob("*.pem")]
+    assert len(serials) == 2  # TLS and signing certificates
+    # as openssl prints it: upper case, no 0x
+    res = runner.invoke(app, ["pki", "revoke", max(serials).upper(), "--dir", d])
+    assert res.exit_code == 0, res.output
+    res = runner.invoke(app, ["pki", "revoke", "abcdef0123", "--dir", d])
+    assert res.exit_code == 1 and "no agent and no certificate serial" in res.output

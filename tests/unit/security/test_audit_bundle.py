@@ -200,3 +200,21 @@ def test_cli_exit_status_and_report(world: dict[str, Any], tmp_path: Path) -> No
     junk = tmp_path / "junk.json"
     junk.write_text("{not json")
     assert CliRunner().invoke(app, ["audit", "verify", str(junk), "--ca", str(ca)]).exit_code == 2
+
+
+def test_a_zip_bomb_is_refused_without_unpacking_it(world: dict[str, Any], tmp_path: Path) -> None:
+    import zipfile
+
+    from typer.testing import CliRunner
+
+    from wattrail import audit_cmd
+    from wattrail.cli import app
+
+    bomb = tmp_path / "bomb.zip"
+    with zipfile.ZipFile(bomb, "w", zipfile.ZIP_DEFLATED) as z:
+        z.writestr("bundle.json", b" " * (audit_cmd.MAX_BUNDLE_BYTES + 1))
+    assert bomb.stat().st_size < 2 * 1024 * 1024  # a megabyte or so that unpacks past the limit
+    ca = tmp_path / "ca.crt"
+    ca.write_bytes((world["pki"] / "ca.crt").read_bytes())
+    res = CliRunner().invoke(app, ["audit", "verify", str(bomb), "--ca", str(ca)])
+    assert res.exit_code != 0 and "unpacks to more than" in res.output, res.output
