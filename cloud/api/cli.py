@@ -44,13 +44,16 @@ def _connect(dsn: str) -> psycopg.Connection:
 @token_app.command("create")
 def create_cmd(dsn: Dsn,
                role: Annotated[str, typer.Option(help="engineer, auditor or admin")],
-               name: Annotated[str, typer.Option(help="who or what will use the token")]) -> None:
+               name: Annotated[str, typer.Option(help="who or what will use the token")],
+               expires_in_days: Annotated[float | None, typer.Option(
+                   "--expires-in-days", help="the token stops working this many days from "
+                   "now (default: never)")] = None) -> None:
     """Create a token and print it once (only its SHA-256 is stored)."""
     from cloud.api.tokens import TokenError, create_token
 
     with _connect(dsn) as conn:
         try:
-            new = create_token(conn, role, name)
+            new = create_token(conn, role, name, expires_in_days)
         except TokenError as exc:
             err.print(f"[red]{exc}[/red]")
             raise typer.Exit(1) from exc
@@ -66,7 +69,9 @@ def list_cmd(dsn: Dsn) -> None:
 
     with _connect(dsn) as conn:
         for t in list_tokens(conn):
-            state = f"revoked {t.revoked_at:%Y-%m-%d %H:%M}" if t.revoked_at else "active"
+            state = (f"revoked {t.revoked_at:%Y-%m-%d %H:%M}" if t.revoked_at
+                     else f"expires {t.expires_at.astimezone():%Y-%m-%d %H:%M}" if t.expires_at
+                     else "active")
             out.print(f"{t.id:>5}  {t.role.value:<9} {state:<24} {t.name}")
 
 

@@ -37,6 +37,7 @@ class TokenInfo:
     role: Role
     created_at: datetime
     revoked_at: datetime | None = None
+    expires_at: datetime | None = None  # None: never
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,20 +68,32 @@ def _check(role: str, name: str) -> Role:
     return r
 
 
-_INSERT = ("INSERT INTO api_tokens (token_hash, name, role) VALUES (%s, %s, %s) "
-           "RETURNING id, name, role, created_at, revoked_at")
-_COLS = "id, name, role, created_at, revoked_at"
+_COLS = "id, name, role, created_at, revoked_at, expires_at"
+_INSERT = ("INSERT INTO api_tokens (token_hash, name, role, expires_at) "
+           "VALUES (%s, %s, %s, now() + %s * interval '1 second') RETURNING " + _COLS)
+MAX_EXPIRY_DAYS = 3660  # ten years; "never" is no expiry at all
 
 
 def _info(row: Any) -> TokenInfo:
-    return TokenInfo(int(row[0]), str(row[1]), Role(row[2]), row[3], row[4])
+    return TokenInfo(int(row[0]), str(row[1]), Role(row[2]), row[3], row[4], row[5])
 
 
-def create_token(conn: psycopg.Connection[Any], role: str, name: str) -> NewToken:
+def _expiry_s(expires_in_days: float | None) -> float | None:
+    if expires_in_days is None:
+        return None
+    if not 0 < expires_in_days <= MAX_EXPIRY_DAYS:  # also refuses NaN
+        raise TokenError(f"a token expires after more than 0 and at most {MAX_EXPIRY_DAYS} "
+                         f"days (got {expires_in_days}); leave it out for no expiry")
+    return expires_in_days * 86400
+
+
+def create_token(conn: psycopg.Connection[Any], role: str, name: str,
+                 expires_in_days: float | None = None) -> NewToken:
     r = _check(role, name)
     secret = _new_secret()
+    expiry = _expiry_s(expires_in_days)
     with conn.transaction():
-        row = conn.execute(_INSERT, [hash_token(secret), name, r.value]).fetchone()
+        row = conn.execute(_INSERT, [hash_token(secret), name, r.value, expiry]).fetchone()
     assert row is not None
     return NewToken(_info(row), secret)
 
@@ -99,11 +112,14 @@ def list_tokens(conn: psycopg.Connection[Any]) -> list[TokenInfo]:
     return [_info(r) for r in conn.execute(f"SELECT {_COLS} FROM api_tokens ORDER BY id")]
 
 
-async def acreate_token(conn: psycopg.AsyncConnection[Any], role: str, name: str) -> NewToken:
+async def acreate_token(conn: psycopg.AsyncConnection[Any], role: str, name: str,
+                        expires_in_days: float | None = None) -> NewToken:
     r = _check(role, name)
     secret = _new_secret()
+    expiry = _expiry_s(expires_in_days)
     async with conn.transaction():
-        row = await (await conn.execute(_INSERT, [hash_token(secret), name, r.value])).fetchone()
+        row = await (await conn.execute(_INSERT, [hash_token(secret), name, r.value, expiry])
+                     ).fetchone()
     assert row is not None
     return NewToken(_info(row), secret)
 
@@ -124,10 +140,12 @@ async def alist_tokens(conn: psycopg.AsyncConnection[Any], after_id: int, limit:
 
 
 async def lookup(conn: psycopg.AsyncConnection[Any], secret: str) -> TokenInfo | None:
-    """The active token with this secret, or None (unknown and revoked look the same)."""
+    """The active token with this secret, or None (unknown, revoked and expired look the
+    same)."""
     if not secret.startswith(PREFIX) or len(secret) > 200:
         return None  # not ours: no query
     cur = await conn.execute(f"SELECT {_COLS} FROM api_tokens WHERE token_hash = %s "
-                             "AND revoked_at IS NULL", [hash_token(secret)])
+                             "AND revoked_at IS NULL AND (expires_at IS NULL OR expires_at > now())",
+                             [hash_token(secret)])
     row = await cur.fetchone()
     return None if row is None else _info(row)

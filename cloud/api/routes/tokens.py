@@ -23,6 +23,9 @@ class TokenCreate(BaseModel):
     name: str = Field(min_length=1, max_length=200, pattern=r"\S",
                       description="who or what uses it, e.g. 'grid-planning notebook'")
     role: Role
+    expires_in_days: float | None = Field(
+        None, gt=0, le=3660, description="the token stops working this many days from now; "
+        "leave out for a token that does not expire")
 
 
 class TokenPublic(BaseModel):
@@ -31,6 +34,7 @@ class TokenPublic(BaseModel):
     role: Role
     created_at: datetime
     revoked_at: datetime | None
+    expires_at: datetime | None = Field(None, description="null: never expires")
 
 
 class TokenCreated(TokenPublic):
@@ -38,12 +42,13 @@ class TokenCreated(TokenPublic):
 
 
 def _public(t: TokenInfo) -> TokenPublic:
-    return TokenPublic(id=t.id, name=t.name, role=t.role, created_at=t.created_at, revoked_at=t.revoked_at)
+    return TokenPublic(id=t.id, name=t.name, role=t.role, created_at=t.created_at,
+                       revoked_at=t.revoked_at, expires_at=t.expires_at)
 
 
 @router.post("", status_code=201, response_model=TokenCreated, responses=_ERR)
 async def create(body: TokenCreate, conn: ConnDep, _t: AdminToken) -> TokenCreated:
-    new = await acreate_token(conn, body.role.value, body.name)
+    new = await acreate_token(conn, body.role.value, body.name, body.expires_in_days)
     return TokenCreated(**_public(new.info).model_dump(), token=new.secret)
 
 

@@ -56,6 +56,25 @@ def test_token_lifecycle_over_the_api(client: httpx.Client, seeded: Seed) -> Non
     assert bad.status_code == 422 and bad.headers["content-type"] == "application/problem+json"
 
 
+def test_a_token_can_expire(client: httpx.Client, seeded: Seed) -> None:
+    admin = auth(seeded.tokens["admin"])
+    made = client.post("/v1/tokens", json={"name": "contractor", "role": "engineer",
+                                           "expires_in_days": 30}, headers=admin).json()
+    assert made["expires_at"] is not None
+    new = auth(made["token"])
+    assert client.get("/v1/regions", headers=new).status_code == 200
+    with psycopg.connect(seeded.dsn) as conn:  # thirty days later, without waiting for them
+        conn.execute("UPDATE api_tokens SET expires_at = now() - interval '1 second' "
+                     "WHERE id = %s", [made["id"]])
+    assert client.get("/v1/regions", headers=new).status_code == 401
+    for bad in (0, -1, 4000):
+        res = client.post("/v1/tokens", json={"name": "x", "role": "engineer",
+                                              "expires_in_days": bad}, headers=admin)
+        assert res.status_code == 422, (bad, res.text)
+    never = client.post("/v1/tokens", json={"name": "y", "role": "engineer"}, headers=admin)
+    assert never.json()["expires_at"] is None
+
+
 def test_token_cli(seeded: Seed) -> None:
     app = typer.Typer()
     mount(app)
@@ -71,6 +90,14 @@ def test_token_cli(seeded: Seed) -> None:
     assert runner.invoke(app, ["token", "revoke", "--dsn", seeded.dsn, "999999"]).exit_code == 1
     bad = runner.invoke(app, ["token", "create", "--dsn", seeded.dsn, "--role", "god", "--name", "x"])
     assert bad.exit_code == 1 and "unknown role" in bad.output
+    soon = runner.invoke(app, ["token", "create", "--dsn", seeded.dsn, "--role", "engineer",
+                               "--name", "temp", "--expires-in-days", "7"])
+    assert soon.exit_code == 0, soon.output
+    listed = runner.invoke(app, ["token", "list", "--dsn", seeded.dsn])
+    assert any(line.endswith(" temp") and "expires " in line for line in listed.stdout.splitlines())
+    never = runner.invoke(app, ["token", "create", "--dsn", seeded.dsn, "--role", "engineer",
+                                "--name", "x", "--expires-in-days", "0"])
+    assert never.exit_code == 1 and "more than 0" in never.output
     assert "--port" in runner.invoke(app, ["api", "--help"]).stdout
 
 
