@@ -81,6 +81,9 @@ M_KEYRING_LOADS = Counter("wattrail_ingest_keyring_loads_total",
 M_TRUNCATED = Counter("wattrail_ingest_quarantine_truncated_total",
                       "quarantined messages kept as a prefix only: the agent's quarantine "
                       "budget is spent, or the message is oversized", ["agent"])
+M_UNKNOWN_METERS = Gauge("wattrail_ingest_unknown_meters",
+                         "distinct meter ids with stored readings that the archive (meters) "
+                         "does not know, seen by this ingestor")
 M_DB_RETRIES = Counter("wattrail_ingest_db_retries_total", "batches retried after a DB error")
 M_BATCH = Histogram("wattrail_ingest_batch_seconds", "classify + store + commit per batch")
 M_ACK_LAG = Histogram("wattrail_ingest_commit_to_ack_seconds", "commit to broker/agent acks",
@@ -162,6 +165,7 @@ class IngestStats:
     internal_errors: int = 0  # exceptions of our own code, each isolated to a message or batch
     unrecorded: int = 0  # messages acked with no row at all (even their quarantine failed)
     quarantine_truncated: int = 0  # kept as a prefix only (budget spent, or oversized)
+    unknown_meters: int = 0  # distinct meter ids stored that the archive does not know
     last_batch_ms: float = 0.0
     commit_to_ack_ms: float = 0.0
     tree_size: int = 0
@@ -176,6 +180,8 @@ class Ingestor:
         self._conn: psycopg.Connection[Any] | None = None
         self._keyring: Keyring | None = None
         self._keyring_gen = -1
+        self._known_meters: set[str] = set()  # ids the archive had when last asked
+        self._unknown_meters: set[str] = set()  # warned about once each (bounded below)
         self._beat_at = time.monotonic()
         self._worker: threading.Thread | None = None
         self._logger: threading.Thread | None = None
@@ -372,6 +378,34 @@ class Ingestor:
                                 encode_ack(upto, result.committed_hash[agent_id]),
                                 qos=1, retain=True)
 
+    def _check_meters(self, ids: set[str]) -> None:
+        """Say so when readings of a meter the archive does not know were stored (they are
+        kept: the topology may simply be imported later). One query only for ids not seen
+        before; a warning once per id."""
+        new = ids - self._known_meters - self._unknown_meters
+        if not new:
+            return
+        try:
+            conn = self._db()
+            found = {r[0] for r in conn.execute(
+                "SELECT meter_id FROM meters WHERE meter_id = ANY(%s)", [sorted(new)])}
+            conn.commit()
+        except Exception:  # only a diagnostic: never worth failing the batch's acks
+            log.warning("could not check %d meter id(s) against the archive", len(new),
+                        exc_info=True)
+            return
+        self._known_meters |= found
+        unknown = sorted(new - found)
+        if unknown:
+            if len(self._unknown_meters) < 100_000:
+                self._unknown_meters.update(unknown)
+            self.stats.unknown_meters = len(self._unknown_meters)
+            M_UNKNOWN_METERS.set(len(self._unknown_meters))
+            shown = ", ".join(unknown[:5]) + (f" and {len(unknown) - 5} more" if len(unknown) > 5 else "")
+            log.warning("stored readings of %d meter(s) the archive does not know: %s; import "
+                        "the topology that has them (wattrail topology import)", len(unknown),
+                        shown)
+
     def _beat(self) -> None:
         self._beat_at = time.monotonic()
         M_HEARTBEAT.set(time.time())
@@ -409,6 +443,7 @@ class Ingestor:
         for reason, n in result.quarantined.items():
             self.stats.quarantined[reason] = self.stats.quarantined.get(reason, 0) + n
             M_QUARANTINED.labels(reason).inc(n)
+        self._check_meters(result.meter_ids)
         for agent, n in result.truncated.items():
             self.stats.quarantine_truncated += n
             M_TRUNCATED.labels(agent).inc(n)

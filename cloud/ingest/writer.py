@@ -61,6 +61,9 @@ class BatchResult:
     # per budget key (the topic's agent): quarantined messages kept only as a prefix because
     # that agent's quarantine budget is spent (or they are oversized)
     truncated: Counter[str] = field(default_factory=Counter)
+    # meter ids of the readings stored by this batch: the ingestor checks them against the
+    # archive (a reading of a meter the archive does not know is stored, and said so)
+    meter_ids: set[str] = field(default_factory=set)
 
     def merge(self, other: BatchResult) -> None:
         self.stored += other.stored
@@ -72,6 +75,7 @@ class BatchResult:
         self.committed_upto.update(other.committed_upto)
         self.committed_hash.update(other.committed_hash)
         self.truncated.update(other.truncated)
+        self.meter_ids |= other.meter_ids
 
 
 def load_keyring(conn: psycopg.Connection[Any]) -> Keyring:
@@ -220,6 +224,7 @@ def store_batch(conn: psycopg.Connection[Any], items: Sequence[Candidate | Quara
         res.stored = len(stored)
         res.gaps = sum(1 for c, v in to_insert if v == "gap" and (c.agent_id, c.seq) in inserted)
         res.readings, res.reading_conflicts = _insert_readings(conn, stored)
+        res.meter_ids = {r.meter_id for c in stored for r in c.payload.readings}
         for q in quarantine:
             if not _quarantine(conn, q, quarantine_budget):
                 res.truncated[budget_key(q)] += 1

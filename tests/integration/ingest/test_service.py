@@ -82,6 +82,8 @@ def test_everything_published_is_stored_once_and_acknowledged(
     assert rows(dsn, "SELECT count(*), count(DISTINCT (meter_id, ts)) FROM readings") == [(120, 120)]
     assert rows(dsn, "SELECT committed_upto FROM agent_progress") == [(120,)]
     assert ing.stats.stored == 120
+    # its meter is in no archive (no topology here): stored, and said so
+    wait_until(lambda: ing.stats.unknown_meters == 1)
 
 
 def test_two_ingestors_split_the_load_with_the_same_result(
@@ -146,10 +148,10 @@ def test_an_exception_in_our_code_costs_one_message_not_the_worker(
 
     real_store, real_classify = service.store_batch, service.classify
 
-    def store_batch(conn: Any, items: Any) -> Any:  # a bug that bites on seq 3 only
+    def store_batch(conn: Any, items: Any, **kw: Any) -> Any:  # a bug that bites on seq 3 only
         if any(isinstance(i, Candidate) and i.seq == 3 for i in items):
             raise RuntimeError("boom on seq 3")
-        return real_store(conn, items)
+        return real_store(conn, items, **kw)
 
     def classify(m: Any, *a: Any, **kw: Any) -> Any:  # and one in classify, on seq 5 only
         out = real_classify(m, *a, **kw)
