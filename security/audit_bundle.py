@@ -33,6 +33,7 @@ two such readings sits in `readings` is not evidence, the envelope signed both).
 from __future__ import annotations
 
 import base64
+import binascii
 import datetime as dt
 import hashlib
 from dataclasses import dataclass, field
@@ -106,11 +107,56 @@ def _keyring(bundle: dict[str, Any], ca: x509.Certificate, rep: AuditReport) -> 
     return ring
 
 
+def _merge(ranges: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    out: list[tuple[int, int]] = []
+    for lo, hi in sorted(r for r in ranges if r[0] <= r[1]):
+        if out and lo <= out[-1][1] + 1:
+            out[-1] = (out[-1][0], max(out[-1][1], hi))
+        else:
+            out.append((lo, hi))
+    return out
+
+
+def _uncovered(lo: int, hi: int, covered: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    """The parts of [lo, hi] outside the merged, sorted `covered` ranges."""
+    out, at = [], lo
+    for a, b in covered:
+        if b < at:
+            continue
+        if a > hi:
+            break
+        if a > at:
+            out.append((at, a - 1))
+        at = max(at, b + 1)
+    if at <= hi:
+        out.append((at, hi))
+    return out
+
+
+_MALFORMED = (KeyError, TypeError, ValueError, AttributeError, IndexError, OverflowError,
+              binascii.Error)
+
+
 def verify_bundle(bundle: dict[str, Any], ca: x509.Certificate,
                   log_key: Ed25519PublicKey | None,
                   pinned_head: dict[str, Any] | None = None) -> AuditReport:
     """`pinned_head`: a signed tree head the auditor saved when it was published (the JSON of
-    GET /v1/audit/log/tree-head); the bundle's latest head must then extend it."""
+    GET /v1/audit/log/tree-head); the bundle's latest head must then extend it.
+    A bundle whose structure is broken (a field missing or of the wrong type) is a `format`
+    finding, never an exception: whatever the file holds, the auditor gets a report."""
+    try:
+        return _verify_bundle(bundle, ca, log_key, pinned_head)
+    except _MALFORMED as exc:
+        rep = AuditReport(agent_id=str(bundle.get("agent_id", ""))[:200]
+                          if isinstance(bundle, dict) else "")
+        what = f"{type(exc).__name__}: {exc}"
+        rep.findings.append(Finding("format", f"the bundle is malformed ({what[:300]})"))
+        return rep
+
+
+def _verify_bundle(bundle: dict[str, Any], ca: x509.Certificate,
+                   log_key: Ed25519PublicKey | None,
+                   pinned_head: dict[str, Any] | None = None) -> AuditReport:
     rep = AuditReport(agent_id=str(bundle.get("agent_id", "")))
     if bundle.get("format") != FORMAT or bundle.get("version") != 1:
         rep.findings.append(Finding("format", f"not a {FORMAT} v1 bundle"))
@@ -120,10 +166,11 @@ def verify_bundle(bundle: dict[str, Any], ca: x509.Certificate,
     pred = bundle.get("predecessor")
     if pred:
         chain.seed(rep.agent_id, int(pred["seq"]), bytes.fromhex(pred["sha256"]))
-    declared = {s for g in bundle.get("chain_gaps", [])
-                for s in range(int(g["from_seq"]), int(g["to_seq"]) + 1)}
-    for s in sorted(declared):
-        rep.notes.append(Finding("gap", "declared missing by the platform", s))
+    # as ranges, never as sets of seqs: a bundle may declare (or skip) 2^62 of them
+    declared = _merge([(int(g["from_seq"]), int(g["to_seq"])) for g in bundle.get("chain_gaps", [])])
+    for lo, hi in declared:
+        span = "" if lo == hi else f" (seqs {lo}..{hi})"
+        rep.notes.append(Finding("gap", f"declared missing by the platform{span}", lo))
     head = bundle.get("tree_head")
     sth = _head(head) if head else None
     if sth is not None:
@@ -151,10 +198,11 @@ def verify_bundle(bundle: dict[str, Any], ca: x509.Certificate,
         if prev_seq is not None and seq <= prev_seq:
             rep.findings.append(Finding("chain", f"out of order after seq {prev_seq}", seq))
         elif prev_seq is not None and seq > prev_seq + 1:
-            missing = set(range(prev_seq + 1, seq)) - declared
+            missing = _uncovered(prev_seq + 1, seq - 1, declared)
             if missing:
                 rep.findings.append(Finding(
-                    "chain", f"seqs {min(missing)}..{max(missing)} missing and not declared", seq))
+                    "chain", f"seqs {missing[0][0]}..{missing[-1][1]} missing and not declared",
+                    seq))
         prev_seq = seq if prev_seq is None else max(prev_seq, seq)
         payload = _check_envelope(raw, seq, ring, chain, rep, _ms(e.get("received_at")))
         raws[seq] = raw
