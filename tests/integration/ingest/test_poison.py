@@ -27,7 +27,6 @@ import psycopg
 import pytest
 
 from cloud.ingest.writer import register_key
-from cloud.store.migrate import migrate
 from protocols.envelope import GENESIS_PREV_HASH, ClockStatus, Payload, encode_payload, envelope_hash
 from protocols.reading import Reading
 from protocols.topics import decode_ack, topic
@@ -68,13 +67,6 @@ def wait_for(cond: Callable[[], bool], timeout: float, what: str, log: Path) -> 
             return
         time.sleep(0.1)
     raise AssertionError(f"{what} not within {timeout} s; ingestor log:\n{log.read_text()[-4000:]}")
-
-
-@pytest.fixture
-def dsn(db_dsn: str) -> str:
-    with psycopg.connect(db_dsn) as c:
-        migrate(c)
-    return db_dsn
 
 
 @pytest.fixture
