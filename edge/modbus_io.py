@@ -12,6 +12,8 @@ Errors, split by what the poller does with them (after httpcore's `map_exception
   Gateway exceptions 0x0A/0x0B mean the meter never answered, and 0x04/0x05/0x06 (device
   failure, acknowledge, busy) mean it gave no data *this time*: those are `CommsLost`, so
   they count towards the meter's circuit breaker.
+- `protocols.errors.RemoteProtocolError`: an answer that does not answer the request (another
+  function code, too few or too many words). The reading is recorded as DECODE_ERROR.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from contextlib import contextmanager
 from pymodbus.client import AsyncModbusSerialClient, AsyncModbusTcpClient, AsyncModbusTlsClient
 from pymodbus.exceptions import ConnectionException, ModbusException, ModbusIOException
 
+from protocols.decode import check_reply
 from protocols.planner import Read
 
 log = logging.getLogger("wattrail.edge.modbus")
@@ -136,7 +139,11 @@ class Link:
                         raise lost
                     raise MeterRefused(f"exception code {code} for {r}", meter_id=meter_id,
                                        link=self.name, exception_code=code)
-                out.append(list(rr.registers))
+                words = list(rr.registers)
+                # a reply to another request (wrong function code or word count) raises a
+                # RemoteProtocolError here: the poller records DECODE_ERROR, never the words
+                check_reply(r, int(rr.function_code), words, meter_id=meter_id)
+                out.append(words)
             return out
 
     def close(self) -> None:

@@ -133,6 +133,9 @@ class Poller:
         except MeterRefused as exc:
             return PollOutcome(Reading(m.id, ts, quality=Quality.DECODE_ERROR), error=str(exc),
                                elapsed_s=self._observe(link, started))
+        except ProtocolError as exc:  # a reply to another request: junk, never a reading
+            return PollOutcome(Reading(m.id, ts, quality=Quality.DECODE_ERROR), error=str(exc),
+                               elapsed_s=self._observe(link, started))
         elapsed = self._observe(link, started)
         try:
             decoded = decode_reading(get_map(m.map), self.plans[m.id], words, meter_id=m.id,

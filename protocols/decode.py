@@ -78,6 +78,29 @@ def _word(registers: Mapping[int, int], address: int, meter_id: str) -> int:
     return w
 
 
+def check_reply(read: Read, function_code: int, words: Sequence[int], *,
+                meter_id: str | None = None) -> None:
+    """Refuse a reply that does not answer `read`: another function code, or not exactly
+    `read.count` words. pymodbus matches replies to requests by transaction id only, so a
+    confused gateway's answer to a different request reaches us looking valid."""
+    if function_code != read.function:
+        raise MalformedResponse(
+            f"reply has function code {function_code} for a function-{read.function} read; "
+            "the gateway or meter answered another request",
+            reason="function_code",
+            meter_id=meter_id,
+            register=read.start,
+        )
+    if len(words) < read.count:
+        raise IncompleteResponse(
+            "short response", expected=read.count, got=len(words), meter_id=meter_id,
+            register=read.start + len(words))
+    if len(words) > read.count:
+        raise MalformedResponse(
+            f"{len(words)} words for a read of {read.count}", reason="too_long",
+            meter_id=meter_id, register=read.start)
+
+
 def registers_from_responses(
     plan: Sequence[Read], responses: Sequence[Sequence[int]], *, meter_id: str
 ) -> dict[int, int]:
@@ -86,21 +109,7 @@ def registers_from_responses(
         raise PlanError(f"{len(responses)} responses for {len(plan)} reads", meter_id=meter_id)
     registers: dict[int, int] = {}
     for read, words in zip(plan, responses, strict=True):
-        if len(words) < read.count:
-            raise IncompleteResponse(
-                "short response",
-                expected=read.count,
-                got=len(words),
-                meter_id=meter_id,
-                register=read.start + len(words),
-            )
-        if len(words) > read.count:
-            raise MalformedResponse(
-                f"{len(words)} words for a read of {read.count}",
-                reason="too_long",
-                meter_id=meter_id,
-                register=read.start,
-            )
+        check_reply(read, read.function, words, meter_id=meter_id)
         registers.update(zip(read.addresses, words, strict=True))
     for address in registers:
         _word(registers, address, meter_id)

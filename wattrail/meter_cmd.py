@@ -9,6 +9,9 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from protocols.decode import check_reply
+from protocols.errors import ProtocolError
+from protocols.planner import Read
 from protocols.probe import probe_word_order
 
 app = typer.Typer(help="Inspect meters: which register map and word order fit a meter.",
@@ -18,6 +21,7 @@ app = typer.Typer(help="Inspect meters: which register map and word order fit a 
 async def _read_words(host: str, port: int, unit: int, function: int, start: int,
                       count: int, timeout: float) -> list[int]:
     from pymodbus.client import AsyncModbusTcpClient
+    from pymodbus.exceptions import ModbusException
 
     client = AsyncModbusTcpClient(host, port=port, timeout=timeout, retries=1)
     try:
@@ -34,8 +38,19 @@ async def _read_words(host: str, port: int, unit: int, function: int, start: int
                     f"the meter answered exception code {getattr(rr, 'exception_code', '?')} "
                     f"for {n} registers at {start + off}: try --function {7 - function} or a "
                     "smaller --count")
-            words += list(rr.registers)
+            got = list(rr.registers)
+            try:  # a hostile or confused server must not get 37 or 42 words ranked as 40
+                check_reply(Read(function, start + off, n), int(rr.function_code), got)
+            except ProtocolError as exc:
+                raise typer.BadParameter(
+                    f"the reply to {n} registers at {start + off} does not answer the "
+                    f"request: {exc}") from exc
+            words += got
         return words
+    except (ModbusException, OSError, TimeoutError) as exc:
+        raise typer.BadParameter(
+            f"no usable answer from {host}:{port} unit {unit}: {type(exc).__name__}: {exc}. "
+            "Check the address, the unit id and --timeout") from exc
     finally:
         client.close()
 
