@@ -105,7 +105,13 @@ async def _on_data_error(request: Request, exc: Exception) -> JSONResponse:
     # a value the database refuses to compare or store (out-of-range timestamp or number):
     # the client's input, which our validation let through
     log.info("data error for %s: %s", request.url.path, exc)
-    return problem_response(request, 400, "a parameter is outside what the database accepts",
+    # say which value: the database's own first line names it ("value \"1e400\" is out of
+    # range for type double precision", "date/time field value out of range: ..."), cut short
+    said = ""
+    if isinstance(exc, psycopg.Error) and exc.diag.message_primary:
+        said = ": " + exc.diag.message_primary[:200]
+    return problem_response(request, 400, f"a parameter is outside what the database accepts"
+                            f"{said}; check the request's values against the API reference",
                             kind="bad-parameter")
 
 

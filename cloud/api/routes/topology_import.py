@@ -56,6 +56,7 @@ async def import_grid(request: Request, settings: SettingsDep, _t: AdminToken) -
     except TopologyValidationError as exc:
         raise ProblemError(422, f"{exc.total} problem(s) in the grid, nothing was imported",
                            kind="invalid-grid",
-                           errors=[{"loc": [p.where], "msg": p.message, "type": "grid", "key": p.key}
+                           errors=[{"loc": [p.where], "msg": p.message, "type": "grid", "key": p.key,
+                                   "line": p.line}
                                    for p in exc.problems[:200]]) from exc
     return ImportResult(**counts)

@@ -13,9 +13,10 @@ import httpx
 import psycopg
 import pytest
 import typer
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
 from typer.testing import CliRunner
 
+from cloud.api import problems
 from cloud.api.cli import mount
 from cloud.api.config import Settings
 from cloud.api.main import create_app
@@ -152,7 +153,10 @@ def test_topology_import_refuses_a_bad_grid(client: httpx.Client, seeded: Seed) 
     doc = {**seeded.grid_doc, "transformers": [{**seeded.grid_doc["transformers"][0], "rating_kva": -1}]}
     res = client.post("/v1/topology/import", json=doc, headers=admin)
     assert res.status_code == 422 and res.headers["content-type"] == "application/problem+json"
-    assert any("rating_kva" in e["msg"] for e in res.json()["errors"])
+    bad = [e for e in res.json()["errors"] if "rating_kva" in e["msg"]]
+    # the problem names the record: its id and the line of the body it starts on
+    assert bad and bad[0]["key"] == doc["transformers"][0]["transformer_id"]
+    assert isinstance(bad[0]["line"], int) and bad[0]["line"] >= 1
     ok = client.post("/v1/topology/import", json=seeded.grid_doc, headers=admin).json()
     assert ok["customers"] == 12 and ok["transformers"] == 3
     assert (
@@ -188,6 +192,18 @@ def test_topology_import_answers_422_for_what_once_was_a_500(
     assert any(says in e["msg"] for e in res.json()["errors"]), res.json()
     # the connection stays usable: the next request on the same client is answered
     assert client.get("/healthz").status_code == 200
+
+
+@pytest.mark.asyncio
+async def test_a_value_the_database_refuses_is_a_400_that_names_it(seeded: Seed) -> None:
+    with psycopg.connect(seeded.dsn) as conn, pytest.raises(psycopg.DataError) as refused:
+        conn.execute("SELECT '1e400'::float8")
+    request = Request({"type": "http", "method": "GET", "path": "/v1/x", "headers": [],
+                       "query_string": b""})
+    res = await problems._on_data_error(request, refused.value)
+    body = json.loads(bytes(res.body))
+    assert res.status_code == 400 and body["type"].endswith("bad-parameter")
+    assert "1e400" in body["detail"] and "out of range" in body["detail"]
 
 
 @pytest.mark.asyncio
