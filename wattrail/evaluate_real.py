@@ -37,7 +37,8 @@ def drop_ratio(reported_kwh: np.ndarray) -> np.ndarray:
         before = np.nanmean(reported_kwh[:, :half], axis=1)
         after = np.nanmean(reported_kwh[:, half:], axis=1)
         out = before / after
-    return np.nan_to_num(out, nan=0.0, posinf=1e9)
+    res: np.ndarray = np.nan_to_num(out, nan=0.0, posinf=1e9)
+    return res
 
 
 def peer_median(reported_kwh: np.ndarray, tx_of: np.ndarray) -> np.ndarray:
@@ -115,7 +116,7 @@ def render(summary: dict[str, Any], title: str) -> str:
         row = summary["table"]
         cells = [f"{row[m][k]['auc']:.3f} | {row[m][k]['map10']:.3f}" for m in METHODS]
         lines.append(f"| {k} | {row['wattrail'][k]['n']} | " + " | ".join(cells) + " |")
-    lines += ["", f"MAP@20 overall: " + ", ".join(
+    lines += ["", "MAP@20 overall: " + ", ".join(
         f"{m} {summary['table'][m]['any']['map20']:.3f}" for m in METHODS),
         f"NTL per transformer with a thief: median relative error "
         f"{summary['ntl_rel_err_median']:.3f}, within 10 % or its sigma {summary['ntl_within']:.2f}"]

@@ -41,7 +41,7 @@ ATTACKS = ("h1", "h2", "h3", "h4", "h5", "h6", "bypass", "capping", "flat_mean")
 RATINGS_KVA = (10.0, 16.0, 25.0, 50.0, 100.0, 160.0, 250.0)
 
 
-class RealDataMissing(FileNotFoundError):
+class RealDataMissing(FileNotFoundError):  # noqa: N818 - reads as the condition it names
     pass
 
 
@@ -217,7 +217,7 @@ def build(dataset: str, seed: int, *, variant: str = "energy", theft_fraction: f
     k = n_t + 1
     cust = empty_arrays(n, k)
     bal = empty_arrays(n_x, k)
-    base = rng.uniform(1e6, 5e7, n)
+    base = np.asarray(rng.uniform(1e6, 5e7, n))
     cust.import_wh = _registers(reported, base)
     cust.present = ~np.isnan(cust.import_wh)
     cust.polled = cust.present.copy()
