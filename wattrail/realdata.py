@@ -122,10 +122,10 @@ def _attack(kind: str, x: np.ndarray, start: int, day: int, rng: np.random.Gener
         out = np.broadcast_to(np.nanmean(days, axis=1, keepdims=True), days.shape).reshape(-1)[: len(seg)]
     elif kind == "h6":  # each day reversed
         out = days[:, ::-1].reshape(-1)[: len(seg)]
-    elif kind == "bypass":  # a load wired around the meter: its base load is never seen
-        out = np.maximum(seg - np.nanquantile(seg, rng.uniform(0.3, 0.7)), 0.0)
-    elif kind == "capping":
-        out = np.minimum(seg, np.nanquantile(seg, rng.uniform(0.5, 0.8)))
+    elif kind == "bypass":  # a load wired around the meter: up to that much is never seen
+        out = np.maximum(seg - np.nanquantile(seg[seg > 0], rng.uniform(0.3, 0.7)), 0.0)
+    elif kind == "capping":  # quantiles of the intervals with consumption: always bites
+        out = np.minimum(seg, np.nanquantile(seg[seg > 0], rng.uniform(0.5, 0.8)))
     elif kind == "flat_mean":  # the mean of its honest past, whatever it draws now
         out = np.full(len(seg), np.nanmean(x[:start]))
     else:
@@ -176,8 +176,12 @@ def build(dataset: str, seed: int, *, variant: str = "energy", theft_fraction: f
     n_x = len(sizes)
 
     # thieves, independent of transformers
+    # a household that (almost) never consumes cannot steal: thieves are drawn among those
+    # with data on most intervals and consumption on at least a third of them
     n_thieves = max(1, round(theft_fraction * n))
-    thieves = rng.choice(n, n_thieves, replace=False)
+    able = np.flatnonzero((np.mean(~np.isnan(true), axis=1) >= 0.5)
+                          & (np.nanmean(true > 0, axis=1) >= 1 / 3))
+    thieves = rng.choice(able, min(n_thieves, len(able)), replace=False)
     reported = true.copy()
     attack_of: list[str | None] = [None] * n
     start_of = np.full(n, -1, np.int64)

@@ -12,6 +12,7 @@ from cloud.analytics import kernels_balance as kb
 from cloud.analytics import kernels_forecast as kf
 from cloud.analytics import kernels_intervals as ki
 from cloud.analytics import kernels_loss as kl
+from cloud.analytics import kernels_observer as ko_obs
 from cloud.analytics import kernels_outage as ko
 from cloud.analytics import kernels_quality as kq
 from cloud.analytics import kernels_theft_meter as ktm
@@ -54,6 +55,83 @@ def intervals(
     )
 
 
+ASSUMED_PF = 0.95  # a balance meter without reactive energy: S = P / 0.95 for its load loss
+MIN_FIT_DAYS = 3  # quiet days a transformer needs before its loss model is fitted on them
+
+# indicator -> what it needs, in words a user reads ("bypass: needs voltage and current")
+NEEDS = {
+    "flags": "meter status flags",
+    "export_no_pv": "export energy",
+    "bypass": "voltage and current",
+    "neutral": "neutral current",
+    "change_point": "interval energy",
+    "peer_dev": "interval energy",
+    "localisation": "interval energy and a balance meter",
+    "comms_drop": "interval energy",
+    "observer": "interval energy and a balance meter",
+}
+
+
+def has(a: np.ndarray) -> np.ndarray:
+    """(rows,) True where a row (a meter) has any value at all."""
+    out: np.ndarray = ~np.isnan(a).reshape(a.shape[0], -1).all(1)
+    return out
+
+
+@dataclass
+class Inputs:
+    """What the feed measured, so that every indicator can say when it could not run."""
+
+    export_measured: np.ndarray  # (N,) the customer's export register has values
+    balance_export: np.ndarray  # (X,) the balance meter's export register has values
+    balance_varh: np.ndarray  # (X,) the balance meter has reactive energy
+    balance: np.ndarray  # (X,) the transformer has a balance meter with energy values
+    voltage: bool  # any customer voltage
+    current: bool
+    neutral: bool
+    loss_model: np.ndarray  # (X,) str: "measured" (nameplate + measured cables), "fitted", "nameplate"
+
+    @classmethod
+    def of(cls, feed: Feed) -> Inputs:
+        c, b = feed.customers, feed.balance
+        return cls(has(c.export_wh), has(b.export_wh), has(b.import_varh), has(b.import_wh),
+                   bool(has(c.v).any()), bool(has(c.i).any()), bool(has(c.i_n).any()),
+                   np.full(len(feed.topology.transformer_ids), "measured", dtype=object))
+
+    def unavailable(self, has_pv: np.ndarray) -> dict[str, str]:
+        """indicator -> why it was not computed, for the ones that were not."""
+        out = {}
+        if not self.voltage or not self.current:
+            out["bypass"] = f"needs {NEEDS['bypass']}; not in these data"
+        if not self.neutral:
+            out["neutral"] = f"needs {NEEDS['neutral']}; not in these data"
+        if not self.export_measured.any() and has_pv.any():
+            out["export_no_pv"] = f"needs {NEEDS['export_no_pv']}; not in these data"
+        if not self.balance.any():
+            for k in ("localisation", "observer"):
+                out[k] = f"needs {NEEDS[k]}; no transformer has one"
+        return out
+
+    def notes(self, has_pv: np.ndarray) -> list[str]:
+        out = [f"{k}: {v}" for k, v in self.unavailable(has_pv).items()]
+        no_exp = ~self.export_measured
+        if no_exp.any():
+            unknown = int((no_exp & has_pv).sum())
+            out.append(f"export not measured for {int(no_exp.sum())} customer(s): 0 for "
+                       f"{int((no_exp & ~has_pv).sum())} without PV"
+                       + (f", unknown for {unknown} with PV" if unknown else ""))
+        if (self.balance & ~self.balance_varh).any():
+            out.append(f"{int((self.balance & ~self.balance_varh).sum())} balance meter(s) without "
+                       f"reactive energy: load loss assumes power factor {ASSUMED_PF}")
+        for kind in ("fitted", "nameplate"):
+            n = int((self.loss_model == kind).sum())
+            if n and not self.voltage:
+                out.append(f"technical loss {kind} for {n} transformer(s)"
+                           + (" (fitted on each one's quiet days)" if kind == "fitted" else
+                              " (too few quiet days to fit; cable loss not modelled)"))
+        return out
+
+
 @dataclass
 class Report:
     net_wh: np.ndarray  # (N, T) customer net energy
@@ -73,6 +151,8 @@ class Report:
     outages: ko.Outages
     region_wh: np.ndarray  # (R, T)
     forecast_error: list[dict[str, float]]  # per region, Holt-Winters on the last day held out
+    inputs: Inputs | None = None
+    notes: tuple[str, ...] = ()  # what the data lacked and what the run assumed instead
 
 
 def _mean_pairs(a: np.ndarray) -> np.ndarray:
@@ -83,23 +163,47 @@ def _mean_pairs(a: np.ndarray) -> np.ndarray:
 
 def run(feed: Feed, *, block: int = 24, day: int = 96) -> Report:
     topo, c, b = feed.topology, feed.customers, feed.balance
+    inputs = Inputs.of(feed)
     rep = replaced_marks(c.status, c.present)
     imp, q_imp, f_imp = intervals(c, c.import_wh, feed, rep)
     exp, q_exp, f_exp = intervals(c, c.export_wh, feed, rep)
+    # An export register the data do not have is "not measured": 0 for a customer the archive
+    # says cannot export (no PV), unknown (NaN) for one with PV (Inputs.export_unknown).
+    no_exp = ~inputs.export_measured & ~topo.has_pv
+    exp = np.where(no_exp[:, None], 0.0, exp)
+    q_exp = np.where(no_exp[:, None], q_imp, q_exp)
+    f_exp = np.where(no_exp[:, None], np.uint8(0), f_exp)
     net = imp - exp
     quality = np.maximum(q_imp, q_exp)
     flags = f_imp | f_exp
-    b_imp = intervals(b, b.import_wh, feed)[0] - intervals(b, b.export_wh, feed)[0]
+    # a balance meter without an export register: nothing flows back through that transformer
+    b_exp = np.where(inputs.balance_export[:, None], intervals(b, b.export_wh, feed)[0], 0.0)
+    b_imp = intervals(b, b.import_wh, feed)[0] - b_exp
     b_q = intervals(b, b.import_varh, feed)[0] - intervals(b, b.export_varh, feed)[0]
+    # no reactive energy at a balance meter: its apparent power assumes the stated power factor
+    b_q = np.where(inputs.balance_varh[:, None], b_q, b_imp * np.tan(np.arccos(ASSUMED_PF)))
     to_w = 3600.0 / feed.step_s
     n_tx = len(topo.transformer_ids)
 
     with np.errstate(all="ignore"):
         cable = _mean_pairs(kl.cable_loss_w(b.v, c.v, c.i, topo.tx_of))
     k = topo.load_loss_w / topo.rating_va**2
-    tech_w = kl.technical_loss_w(b_imp * to_w, b_q * to_w, topo.rating_va, topo.no_load_w, k, cable)
-    tech_wh = tech_w / to_w
     bal = kb.energy_balance(b_imp, net, topo.tx_of)
+    prefix = ko_obs.quiet_prefix(bal.loss_wh, b_imp, day)
+    no_load, k_fit = topo.no_load_w, k
+    if not inputs.voltage:
+        # No voltages, so no measured cable loss: the technical loss (transformer and cables)
+        # is fitted on each transformer's own loss series over its quiet prefix, where there
+        # are at least MIN_FIT_DAYS quiet days; elsewhere the nameplate (cables unmodelled).
+        s_va = np.hypot(b_imp, b_q) * to_w
+        ok = (np.arange(b_imp.shape[1])[None, :] < (prefix * day)[:, None]) & ~bal.low_confidence
+        a_fit, b_fit, _n = kl.fit_loss_model(bal.loss_wh * to_w, s_va, ok)
+        use = (prefix >= MIN_FIT_DAYS) & np.isfinite(a_fit) & np.isfinite(b_fit) & (b_fit >= 0)
+        no_load = np.where(use, a_fit, topo.no_load_w)
+        k_fit = np.where(use, b_fit, k)
+        inputs.loss_model = np.where(use, "fitted", "nameplate")
+    tech_w = kl.technical_loss_w(b_imp * to_w, b_q * to_w, topo.rating_va, no_load, k_fit, cable)
+    tech_wh = tech_w / to_w
     ntl_series = bal.loss_wh - tech_wh
     has_in = ~np.isnan(b_imp)
     cust_abs = np.nansum(np.abs(net), axis=1)
@@ -113,10 +217,13 @@ def run(feed: Feed, *, block: int = 24, day: int = 96) -> Report:
         np.bincount(topo.tx_of, minlength=n_tx), 1
     )
     f = feed.feeders
-    f_in = intervals(f, f.import_wh, feed)[0] - intervals(f, f.export_wh, feed)[0]
+    f_exp = intervals(f, f.export_wh, feed)[0]
+    f_exp = np.where(np.isnan(f.export_wh).all(1)[:, None], 0.0, f_exp)
+    f_in = intervals(f, f.import_wh, feed)[0] - f_exp
     feeder_bal = kb.energy_balance(f_in, net, np.ascontiguousarray(topo.feeder_of_tx[topo.tx_of]))
 
-    suspects = _suspects(feed, imp, exp, net, flags, ntl_series, bal.low_confidence, ntl, block, day)
+    suspects = _suspects(feed, imp, exp, net, flags, ntl_series, bal.low_confidence, ntl, block, day,
+                         inputs, bal.loss_wh, b_imp)
 
     with np.errstate(all="ignore"):
         vmax = np.nanmax(np.where(np.isnan(c.v), -np.inf, c.v), axis=2)
@@ -149,6 +256,8 @@ def run(feed: Feed, *, block: int = 24, day: int = 96) -> Report:
                    polled=c.polled),
         region_wh,
         errors,
+        inputs,
+        tuple(inputs.notes(topo.has_pv)),
     )
 
 
@@ -163,6 +272,9 @@ def _suspects(
     ntl: np.ndarray,
     block: int,
     day: int,
+    inputs: Inputs,
+    loss_wh: np.ndarray,
+    input_wh: np.ndarray,
 ) -> sc.Suspects:
     topo, c = feed.topology, feed.customers
     s_rep = np.hypot(c.p_w, c.q_var)
@@ -198,6 +310,14 @@ def _suspects(
         "localisation": loc,
         "comms_drop": mv[:, 4],
     }
+    obs = ko_obs.attribute(ntl_clean, net, topo.tx_of, day)
+    raw["observer"] = ko_obs.calibrated(obs.f_stat)
+    raw["observer_coef"] = obs.coef
+    cds = ko_obs.change_days(loss_wh, input_wh, day)
+    raw["balance_timing"], _stat, _when = ko_obs.timing_match(net, topo.tx_of, cds, day)
+    raw["own_drop"], raw["own_drop_ntl_rise"], _when = ko_obs.own_drop(net, ntl_clean, topo.tx_of, day)
+    for name in inputs.unavailable(topo.has_pv):
+        raw[name] = np.full(len(net), np.nan)  # not computed: no evidence, never a zero reading
     ev = sc.evidence(raw)
     score = sc.combine(ev)
     # own estimate: rolled-back register + shortfall over the change-point segment

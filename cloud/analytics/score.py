@@ -36,8 +36,18 @@ INDICATOR_NAMES = (
     "peer_dev",
     "localisation",
     "comms_drop",
+    "observer",
+    "balance_timing",
+    "own_drop",
 )
-WEIGHTS = np.array([0.95, 0.90, 0.90, 0.90, 0.80, 0.60, 0.60, 0.50])
+WEIGHTS = np.array([0.95, 0.90, 0.90, 0.90, 0.80, 0.60, 0.60, 0.50, 0.90, 0.90, 0.80])
+
+
+# observer: calibrated F = 30 is half the evidence (chi^2(1) p ~ 4e-8: a customer is picked
+# from hundreds to thousands of candidate columns, so a single test's 1e-4 would be too lax)
+OBS_MID, OBS_WIDTH = np.log10(30.0), 0.1
+Z_MID, Z_WIDTH = 3.0, 0.5  # population gate: robust z of 3 is half the evidence
+BAL_Z_MID = 4.0  # balance timing and own drop: robust z of 4 (each is a maximum over days)
 
 
 def _ramp(x: np.ndarray, lo: float, hi: float) -> np.ndarray:
@@ -50,18 +60,56 @@ def _logistic(x: np.ndarray, mid: float, width: float) -> np.ndarray:
     return 1.0 / (1.0 + np.exp(-z))  # type: ignore[no-any-return]  # numpy stubs: Any, as in _ramp
 
 
+def robust_z(x: np.ndarray) -> np.ndarray:
+    """(x - median) / (1.4826 MAD) over the finite values of the population being scored, NaN
+    elsewhere; a MAD of 0 (most values equal) uses the mean absolute deviation, then 1."""
+    ok = np.isfinite(x)
+    out = np.full(x.shape, np.nan)
+    if not ok.any():
+        return out
+    med = float(np.median(x[ok]))
+    dev = np.abs(x[ok] - med)
+    scale = 1.4826 * float(np.median(dev))
+    if scale <= 0:
+        scale = float(dev.mean()) or 1.0
+    out[ok] = (x[ok] - med) / scale
+    return out
+
+
+def outlier(x: np.ndarray) -> np.ndarray:
+    """Population gate in [0, 1]: logistic of the robust z (3 +- 0.5). An indicator whose value
+    is ordinary for this population (a real household's daily shape differs from its peers'
+    every day) is no evidence however high its fixed ramp puts it."""
+    return _logistic(robust_z(x), Z_MID, Z_WIDTH)
+
+
+def balance_sees(rise_z: np.ndarray | None) -> np.ndarray | float:
+    """Gate in [0, 1] for a drop in what a customer reports: the Welch z of the rise of its
+    transformer's NTL on the day of the drop, logistic(3 +- 0.5). Without a balance meter (NaN)
+    the gate is open (1): the drop is all there is to go on."""
+    if rise_z is None:
+        return 1.0
+    return np.where(np.isnan(rise_z), 1.0, _logistic(rise_z, 3.0, 0.5))
+
+
 def evidence(raw: dict[str, np.ndarray]) -> np.ndarray:
-    """(N, 8) evidence in [0, 1] from raw indicator values keyed as in INDICATOR_NAMES
-    (`change_point` needs `change_point_drop` too)."""
+    """(N, K) evidence in [0, 1] from raw indicator values keyed as in INDICATOR_NAMES
+    (`change_point` needs `change_point_drop` too). The pattern indicators are gated by
+    `outlier`, i.e. calibrated on the population being scored (docs/analytics.md)."""
     cols = [
         (np.nan_to_num(raw["flags"]) > 0).astype(np.float64),
         _ramp(raw["export_no_pv"], 0.0, 0.02),
         _ramp(raw["bypass"], 0.0, 0.05),
         _ramp(raw["neutral"], 0.0, 0.05),
-        _logistic(raw["change_point"], 6.0, 1.0) * _ramp(raw["change_point_drop"], 0.15, 0.4),
-        _logistic(raw["peer_dev"], 0.8, 0.05),
-        _logistic(raw["localisation"], 0.25, 0.03),
+        _logistic(raw["change_point"], 6.0, 1.0) * _ramp(raw["change_point_drop"], 0.15, 0.4)
+        * outlier(raw["change_point"]),
+        _logistic(raw["peer_dev"], 0.8, 0.05) * outlier(raw["peer_dev"]),
+        _logistic(raw["localisation"], 0.25, 0.03) * outlier(raw["localisation"]),
         _ramp(raw["comms_drop"], 0.3, 0.7),
+        _logistic(np.log10(np.maximum(np.nan_to_num(raw["observer"], nan=0.0), 1e-9)), OBS_MID, OBS_WIDTH),
+        _logistic(robust_z(raw["balance_timing"]), BAL_Z_MID, Z_WIDTH),
+        # the customer's own drop, an outlier for this population, that its balance meter saw
+        _logistic(robust_z(raw["own_drop"]), BAL_Z_MID, Z_WIDTH) * balance_sees(raw["own_drop_ntl_rise"]),
     ]
     return np.stack(cols, axis=1)
 

@@ -1,0 +1,107 @@
+"""The balance meter as an observer (cloud/analytics/kernels_observer.py) and the population
+calibration of the score (score.robust_z / outlier), on synthetic households with known truth."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from cloud.analytics import kernels_observer as ko
+from cloud.analytics import score as sc
+
+DAY = 48
+
+
+def households(n: int, days: int, seed: int) -> np.ndarray:
+    """(n, days x 48) Wh: a morning and an evening peak of random size, day-to-day noise."""
+    rng = np.random.default_rng(seed)
+    h = np.arange(DAY) / 2.0
+    shape = (0.3 + np.exp(-((h - 8) ** 2) / 2) * rng.uniform(0.3, 1.5, (n, 1))
+             + np.exp(-((h - 19) ** 2) / 4) * rng.uniform(0.5, 2.0, (n, 1)))
+    base = np.tile(shape, days) * 200.0
+    return np.asarray(base * rng.lognormal(0.0, 0.35, base.shape))
+
+
+def test_change_days_and_quiet_prefix_find_a_step_in_the_loss() -> None:
+    rng = np.random.default_rng(1)
+    days = 30
+    inp = np.full((2, days * DAY), 5000.0)
+    loss = rng.normal(100.0, 20.0, (2, days * DAY))
+    loss[0, 12 * DAY:] += 300.0  # a theft from day 12 on the first transformer only
+    assert ko.change_days(loss, inp, DAY) == [[12], []]
+    assert ko.quiet_prefix(loss, inp, DAY).tolist() == [12, days]
+
+
+def test_the_earliest_change_is_the_prefix_when_a_small_theft_precedes_a_large_one() -> None:
+    rng = np.random.default_rng(2)
+    inp = np.full((1, 40 * DAY), 5000.0)
+    loss = rng.normal(100.0, 10.0, (1, 40 * DAY))
+    loss[0, 10 * DAY:] += 60.0
+    loss[0, 25 * DAY:] += 600.0
+    assert ko.quiet_prefix(loss, inp, DAY).tolist() == [10]
+    assert ko.change_days(loss, inp, DAY) == [[10, 25]]
+
+
+@pytest.mark.parametrize("attack", ["share", "zeroed_evenings", "flat"])
+def test_the_thief_explains_the_ntl_and_ranks_first(attack: str) -> None:
+    days = 28
+    true = households(10, days, seed=3)
+    rep = true.copy()
+    start = 12 * DAY
+    thief = 4
+    if attack == "share":
+        rep[thief, start:] *= 0.5
+    elif attack == "zeroed_evenings":
+        slot = np.arange(true.shape[1]) % DAY
+        rep[thief, start:] = np.where((slot[start:] >= 36), 0.0, rep[thief, start:])
+    else:
+        rep[thief, start:] = true[thief, start:].mean()
+    rng = np.random.default_rng(4)
+    ntl = (true - rep).sum(axis=0) + rng.normal(0.0, 15.0, true.shape[1])
+    tx_of = np.zeros(10, np.int64)
+    att = ko.attribute(ntl[None, :], rep, tx_of, DAY)
+    assert int(np.argmax(att.f_stat)) == thief, att.f_stat.round(1)
+    assert att.coef[thief] > 0
+    days = ko.change_days(ntl[None, :], true.sum(0)[None, :], DAY)
+    z, _which, when = ko.timing_match(rep, tx_of, days, DAY)
+    assert int(np.argmax(z)) == thief and when[thief] == 12
+
+
+def test_no_balance_change_means_no_timing_evidence() -> None:
+    rep = households(6, 20, seed=5)
+    z, which, when = ko.timing_match(rep, np.zeros(6, np.int64), [[]], DAY)
+    assert np.isnan(z).all() and (which == -1).all() and (when == -1).all()
+
+
+def test_a_drop_the_balance_meter_does_not_see_gets_no_rise() -> None:
+    true = households(8, 24, seed=6)
+    rep = true.copy()
+    rep[2, 12 * DAY:] *= 0.4  # a holiday: real, so the balance sees nothing
+    rng = np.random.default_rng(7)
+    ntl = rng.normal(0.0, 10.0, (1, true.shape[1]))
+    drop, rise, when = ko.own_drop(rep, ntl, np.zeros(8, np.int64), DAY)
+    assert int(np.argmax(drop)) == 2 and when[2] == 12
+    assert abs(rise[2]) < 3  # the gate stays shut
+    ntl_theft = ntl + np.where(np.arange(true.shape[1]) >= 12 * DAY, (true - rep).sum(0), 0.0)
+    _d, rise_t, _w = ko.own_drop(rep, ntl_theft, np.zeros(8, np.int64), DAY)
+    assert rise_t[2] > 10
+
+
+@given(st.lists(st.integers(-1000, 1000), min_size=1, max_size=50), st.sampled_from([0.5, 2.0, 8.0]),
+       st.integers(-100, 100))
+def test_robust_z_is_scale_and_shift_invariant(xs: list[int], a: float, b: int) -> None:
+    x = np.array(xs, dtype=np.float64)
+    z1, z2 = sc.robust_z(x), sc.robust_z(a * x + b)
+    assert np.allclose(z1, z2, rtol=1e-6, atol=1e-6)
+
+
+def test_the_outlier_gate_is_calibrated_on_the_population() -> None:
+    rng = np.random.default_rng(8)
+    broad = rng.normal(0.8, 0.3, 200)  # an indicator every honest meter has a lot of
+    broad[0] = 3.5  # one real outlier
+    gate = sc.outlier(broad)
+    assert gate[0] > 0.99
+    assert (gate[1:] > 0.5).mean() < 0.02
+    assert np.isnan(sc.robust_z(np.full(3, np.nan))).all()
