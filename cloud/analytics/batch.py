@@ -19,7 +19,7 @@ import psycopg
 
 from cloud.analytics import config, pipeline
 from cloud.analytics.feed import Feed
-from cloud.analytics.fetch import FetchStats, fetch_feed
+from cloud.analytics.fetch import FetchStats, detect_cadence, fetch_feed
 from cloud.analytics.pipeline import Report
 from cloud.analytics.results import MIN_COMPLETENESS
 from cloud.analytics.store_results import RunMeta, store_report
@@ -34,6 +34,7 @@ class RunResult:
     report: Report
     fetch: FetchStats
     seconds: dict[str, float]  # fetch, kernels, write, total
+    notes: tuple[str, ...] = ()  # the cadence, what the data lacked, what the run assumed
 
 
 def parameters(step_s: int, tolerance_s: float | None) -> dict[str, Any]:
@@ -55,14 +56,23 @@ def analyze(
     start: datetime,
     end: datetime,
     *,
-    step_s: int = 900,
+    step_s: int | None = None,
     regions: Sequence[str] | None = None,
     tolerance_s: float | None = None,
     progress: Progress | None = None,
 ) -> RunResult:
+    """`step_s` None: the readings' own cadence (`fetch.detect_cadence`), with a note when the
+    meters have mixed cadences."""
     say = progress or (lambda _stage: None)
     started = datetime.now(UTC)
     t = time.perf_counter()
+    notes: list[str] = []
+    if step_s is None:
+        say("cadence")
+        cad = detect_cadence(conn, start, end)
+        step_s = cad.step_s
+        if cad.note():
+            notes.append(str(cad.note()))
     say("fetch")
     feed, stats = fetch_feed(conn, start, end, step_s=step_s, regions=regions, tolerance_s=tolerance_s)
     t_fetch = time.perf_counter() - t
@@ -73,9 +83,13 @@ def analyze(
     say("write")
     t = time.perf_counter()
     seconds = {"fetch": round(t_fetch, 3), "kernels": round(t_kernels, 3)}
-    meta = RunMeta(start, end, list(regions) if regions else None, started,
-                   parameters(step_s, tolerance_s), seconds)
+    params = parameters(step_s, tolerance_s)
+    # what the data lacked and what the run assumed instead, with the run (CLI, API, dashboard)
+    params["notes"] = notes + list(rep.notes)
+    if rep.inputs is not None:
+        params["not_computed"] = rep.inputs.unavailable(feed.topology.has_pv)
+    meta = RunMeta(start, end, list(regions) if regions else None, started, params, seconds)
     run_id = store_report(conn, feed, rep, meta)
     t_write = time.perf_counter() - t
     seconds = {**seconds, "write": round(t_write, 3), "total": round(t_fetch + t_kernels + t_write, 3)}
-    return RunResult(run_id, feed, rep, stats, seconds)
+    return RunResult(run_id, feed, rep, stats, seconds, tuple(params["notes"]))

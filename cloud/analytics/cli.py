@@ -108,7 +108,7 @@ def _duration_option(value: str | None) -> timedelta | None:
         raise typer.BadParameter(str(exc)) from exc
 
 
-def _scheduled(dsn: str, every: timedelta, window: timedelta, step: int,
+def _scheduled(dsn: str, every: timedelta, window: timedelta, step: int | None,
                regions: list[str] | None, max_runs: int | None) -> None:
     from cloud.analytics.batch import analyze
 
@@ -124,9 +124,10 @@ def _scheduled(dsn: str, every: timedelta, window: timedelta, step: int,
         return (f"analysis run {res.run_id}, {len(res.feed.topology.meter_ids):,} meters, "
                 f"{res.fetch.rows:,} readings, {sum(s.values()):.1f} s")
 
-    log.info("every %s, window %s, step %d s (SIGTERM stops)", every, window, step)
+    log.info("every %s, window %s, step %s (SIGTERM stops)", every, window,
+             f"{step} s" if step else "the readings' cadence")
     try:
-        runs, failures = run_schedule(once, every=every, window=window, step_s=step, stop=stop,
+        runs, failures = run_schedule(once, every=every, window=window, step_s=step or 900, stop=stop,
                                       log=log, max_runs=max_runs)
     finally:
         for sig, handler in previous.items():
@@ -139,7 +140,9 @@ def analyze_cmd(
     start: Annotated[datetime | None, typer.Option("--from", help="UTC start, e.g. 2026-01-01")] = None,
     end: Annotated[datetime | None, typer.Option("--to", help="UTC end (its instant is included)")] = None,
     region: Annotated[list[str] | None, typer.Option(help="only this region (repeatable)")] = None,
-    step: Annotated[int, typer.Option(help="analysis step, seconds")] = 900,
+    step: Annotated[int | None, typer.Option(
+        help="analysis step, seconds (default: the readings' own cadence, e.g. 1800 for "
+             "half-hourly data)")] = None,
     top: Annotated[int, typer.Option(help="rows in the printed summary")] = 10,
     every: Annotated[str | None, typer.Option(
         help="scheduler: run again every interval (15m, 1h, ...) until SIGTERM, over the last "
@@ -184,7 +187,8 @@ def analyze_cmd(
             " FROM analysis_suspects WHERE run_id = %s ORDER BY rank LIMIT %s", [res.run_id, top]).fetchall()
     s = res.seconds
     f = res.feed
-    out.print(f"run {res.run_id}: {len(f.topology.meter_ids):,} meters, {f.n_instants} instants, "
+    out.print(f"run {res.run_id}: {len(f.topology.meter_ids):,} meters, {f.n_instants} instants "
+              f"of {f.step_s // 60} min, "
               f"{res.fetch.rows:,} readings fetched; fetch {s['fetch']:.2f} s, kernels {s['kernels']:.2f} s, "
               f"write {s['write']:.2f} s")
     t = Table("transformer", "NTL kWh", "± kWh", "loss %", "complete", "revenue at risk",
@@ -194,6 +198,8 @@ def analyze_cmd(
                   _num(None if sig is None else sig / 1e3, ".1f"), _num(pct, ".1f"),
                   f"{comp:.2f}" + (" low" if low else ""), _num(rev, ".2f"))
     out.print(t)
+    for note in res.notes:  # what the data lacked and what the run assumed instead
+        out.print(f"[yellow]note:[/yellow] {note}")
     t = Table("rank", "meter", "transformer", "score", "est. kWh", "strongest reason", title="top suspects")
     for rank, mid, tid, score, est, why in suspects:
         kwh = _num(None if est is None else est / 1e3, ".1f")

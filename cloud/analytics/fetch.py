@@ -250,3 +250,46 @@ class _Snapper:
 def _blank_stale(arr: MeterArrays, stale: np.ndarray) -> None:
     for name in _REGISTERS:
         getattr(arr, name)[stale] = np.nan
+
+
+@dataclass(frozen=True)
+class Cadence:
+    step_s: int  # what the analysis should run at
+    per_step: dict[int, int]  # a meter's median reading spacing (s) -> meters with it
+    sampled_meters: int
+
+    @property
+    def mixed(self) -> bool:
+        return len(self.per_step) > 1
+
+    def note(self) -> str | None:
+        if not self.mixed:
+            return None
+        parts = ", ".join(f"{s // 60} min ({n} meters)" for s, n in sorted(self.per_step.items()))
+        return (f"mixed cadences: {parts}; analysed at {self.step_s // 60} min, the coarsest one "
+                "that at least 5 % of the meters have (finer meters are summed, none is invented)")
+
+
+def detect_cadence(conn: psycopg.Connection[Any], start: datetime, end: datetime, *,
+                   sample_meters: int = 500, default_s: int = 900) -> Cadence:
+    """The readings' own cadence over the period: each meter's median spacing between
+    consecutive readings (a sample of `sample_meters` meters by id, so this costs the same on
+    10 or 100,000 meters), rounded to the minute. No readings: `default_s`."""
+    rows = conn.execute(
+        "WITH m AS (SELECT DISTINCT meter_id FROM readings WHERE ts >= %(s)s AND ts <= %(e)s"
+        " ORDER BY meter_id LIMIT %(n)s),"
+        " d AS (SELECT r.meter_id, extract(epoch FROM r.ts - lag(r.ts) OVER w) AS gap"
+        " FROM readings r JOIN m USING (meter_id) WHERE r.ts >= %(s)s AND r.ts <= %(e)s"
+        " WINDOW w AS (PARTITION BY r.meter_id ORDER BY r.ts))"
+        " SELECT meter_id, percentile_disc(0.5) WITHIN GROUP (ORDER BY gap) FROM d"
+        " WHERE gap > 0 GROUP BY meter_id",
+        {"s": start, "e": end, "n": sample_meters}).fetchall()
+    per: dict[int, int] = {}
+    for _mid, gap in rows:
+        s = max(60, round(float(gap) / 60.0) * 60)
+        per[s] = per.get(s, 0) + 1
+    if not per:
+        return Cadence(default_s, {}, 0)
+    n = sum(per.values())
+    common = [s for s, k in per.items() if k >= 0.05 * n]
+    return Cadence(max(common), per, n)

@@ -20,7 +20,7 @@ from cloud.analytics import pipeline
 from cloud.analytics.batch import analyze
 from cloud.analytics.cli import mount
 from cloud.analytics.evaluate_run import evaluate_run
-from cloud.analytics.fetch import CLASSES, MODULUS_BY_MODEL, FetchError, fetch_feed
+from cloud.analytics.fetch import CLASSES, MODULUS_BY_MODEL, FetchError, detect_cadence, fetch_feed
 from firmware_sim.grid import CUSTOMER_KINDS
 
 from .conftest import END, OUTAGE, START, STEP, K, Loaded
@@ -81,6 +81,32 @@ def test_pipeline_is_the_same_on_fetched_and_simulated(loaded: Loaded) -> None:
     np.testing.assert_allclose(a.ntl_wh, b.ntl_wh, rtol=1e-9)
     np.testing.assert_allclose(a.balance.loss_wh, b.balance.loss_wh, rtol=1e-9, equal_nan=True)
     assert a.outages.events == b.outages.events
+
+
+def test_the_step_defaults_to_the_readings_cadence_and_notes_are_stored(loaded: Loaded) -> None:
+    with psycopg.connect(loaded.dsn, autocommit=True) as conn:
+        cad = detect_cadence(conn, START, END)
+        assert cad.step_s == STEP and not cad.mixed and cad.sampled_meters >= 80
+        stages: list[str] = []
+        res = analyze(conn, START, END, progress=stages.append)
+        assert stages[0] == "cadence" and res.feed.step_s == STEP
+        params = conn.execute("SELECT parameters FROM analysis_runs WHERE run_id = %s",
+                              [res.run_id]).fetchone()[0]
+        assert params["step_s"] == STEP and params["notes"] == list(res.notes)
+        # the simulator measures everything: every indicator ran
+        assert params["not_computed"] == {}
+        # half of the meters read every other instant: mixed cadences, analysed at the coarser
+        conn.execute("CREATE TEMP TABLE keep AS SELECT * FROM readings")
+        try:
+            conn.execute("DELETE FROM readings r USING (SELECT DISTINCT meter_id FROM readings"
+                         " ORDER BY meter_id LIMIT 45) m WHERE r.meter_id = m.meter_id AND"
+                         " (extract(epoch FROM r.ts)::bigint / %s) %% 2 = 1", [STEP])
+            cad = detect_cadence(conn, START, END)
+            assert cad.mixed and cad.step_s == 2 * STEP
+            assert "mixed cadences" in (cad.note() or "")
+        finally:
+            conn.execute("DELETE FROM readings")
+            conn.execute("INSERT INTO readings SELECT * FROM keep")
 
 
 def test_analyze_stores_a_reproducible_run(loaded: Loaded) -> None:
