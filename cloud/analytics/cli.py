@@ -36,8 +36,12 @@ Dsn = Annotated[str, typer.Option(envvar="WATTRAIL_DSN", show_envvar=True,
 
 def mount(app: typer.Typer) -> None:
     """Add `analyze` and `evaluate` to the wattrail command line."""
+    from cloud.analytics.results_cmd import loss_app, suspects_app
+
     app.command("analyze")(analyze_cmd)
     app.command("evaluate")(evaluate_cmd)
+    app.add_typer(suspects_app, name="suspects")  # suspects list
+    app.add_typer(loss_app, name="loss")  # loss list
 
 
 

@@ -17,6 +17,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 
 from cloud.store.errors import MigrationError, ValidationError
+from cloud.store.features import MissingExtensionError
 from cloud.store.import_limits import DEFAULT_NOT_BEFORE, TimeWindow
 
 SHOW_PROBLEMS = 20
@@ -51,6 +52,17 @@ def connect_or_exit(dsn: str, hint: str = SERVER_HINT) -> psycopg.Connection[Any
 
 
 
+def require_schema(conn: psycopg.Connection[Any], *tables: str) -> None:
+    """Exit 2 with the fix when the database lacks a table the command needs (an unmigrated
+    database would otherwise end in a raw UndefinedTable traceback)."""
+    missing = [t for t in tables
+               if conn.execute("SELECT to_regclass(%s)", [t]).fetchone() in (None, (None,))]
+    if missing:
+        err.print(f"[red]the database is not migrated (no {', '.join(missing)}):[/red] "
+                  "run `wattrail db migrate` first")
+        raise typer.Exit(2)
+
+
 def _fail_validation(exc: ValidationError) -> None:
     err.print(f"[red]{escape(exc.path)}: {exc.total} problem(s), nothing was imported[/red]")
     for p in exc.problems[:SHOW_PROBLEMS]:
@@ -69,7 +81,7 @@ def migrate_cmd(dsn: Dsn) -> None:
     with connect_or_exit(dsn) as conn:
         try:
             done = migrate(conn)
-        except MigrationError as exc:
+        except (MigrationError, MissingExtensionError) as exc:
             err.print(f"[red]migration failed:[/red] {exc}")
             raise typer.Exit(2) from exc
     out.print(f"applied {len(done)} migration(s)" + "".join(f"\n  {m.version:04d}_{m.name}" for m in done))
@@ -83,6 +95,7 @@ def retention_cmd(dsn: Dsn, keep_days: Annotated[int, typer.Option(
     from cloud.store.retention import drop_old_readings
 
     with connect_or_exit(dsn) as conn:
+        require_schema(conn, "readings")
         dropped = drop_old_readings(conn, keep_days)
     out.print(f"dropped {len(dropped)} chunk(s) of raw readings older than {keep_days} days")
 
@@ -95,6 +108,7 @@ def refresh_cmd(dsn: Dsn,
     from cloud.store.rollups import refresh_rollups
 
     with connect_or_exit(dsn) as conn:
+        require_schema(conn, "readings", "readings_15m")
         written = refresh_rollups(conn, start.replace(tzinfo=start.tzinfo or UTC),
                                   end.replace(tzinfo=end.tzinfo or UTC))
     out.print(", ".join(f"{t}: {n} rows" for t, n in written.items()))
@@ -110,6 +124,7 @@ def topology_import(
     from cloud.store.topology import import_topology
 
     with connect_or_exit(dsn) as conn:
+        require_schema(conn, "customers", "transformers")
         try:
             counts = import_topology(conn, file, max_bytes=max_bytes)
         except ValidationError as exc:
@@ -150,6 +165,7 @@ def readings_import(
     with connect_or_exit(dsn) as conn, Progress(TextColumn("{task.description}"), BarColumn(),
                                          TextColumn("{task.completed:,}/{task.total:,}"),
                                          TimeElapsedColumn(), console=err) as bar:
+        require_schema(conn, "readings", "import_batches")
         tasks: dict[str, TaskID] = {}
 
         def progress(step: str, done: int, total: int) -> None:

@@ -27,16 +27,30 @@ class Features:
         return self.license == "timescale"
 
 
+class MissingExtensionError(RuntimeError):
+    """The database has no timescaledb extension and we could not create it."""
+
+
 def detect_features(conn: psycopg.Connection) -> Features:
-    row = conn.execute(
-        "SELECT extversion, current_setting('timescaledb.license', true) "
-        "FROM pg_extension WHERE extname = 'timescaledb'"
-    ).fetchone()
+    """The server's TimescaleDB version and license; creates the extension in this database
+    when the server has it and we may (`db migrate` on a fresh database), else says how."""
+    query = ("SELECT extversion, current_setting('timescaledb.license', true) "
+             "FROM pg_extension WHERE extname = 'timescaledb'")
+    row = conn.execute(query).fetchone()
     if row is None:
-        raise RuntimeError(
-            "the timescaledb extension is not installed in this database: run "
-            "CREATE EXTENSION timescaledb (as a superuser) and migrate again"
-        )
+        try:
+            with conn.transaction():  # a savepoint: a refusal leaves the outer transaction usable
+                conn.execute("CREATE EXTENSION IF NOT EXISTS timescaledb")
+            log.info("created the timescaledb extension in this database")
+        except psycopg.Error as exc:
+            raise MissingExtensionError(
+                "the timescaledb extension is not installed in this database and could not be "
+                f"created ({type(exc).__name__}: {str(exc).strip().splitlines()[0]}). As a superuser, "
+                "with timescaledb in shared_preload_libraries (postgresql.conf), run "
+                "`CREATE EXTENSION timescaledb;` in this database, then `wattrail db migrate` again"
+            ) from exc
+        row = conn.execute(query).fetchone()
+        assert row is not None
     version, lic = str(row[0]), str(row[1] or "apache")
     features = Features(version, lic)
     log.info("TimescaleDB %s, %s license: compression and continuous aggregates %s",

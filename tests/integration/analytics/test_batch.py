@@ -206,3 +206,27 @@ def test_evaluate_scores_the_stored_run(loaded: Loaded, tmp_path: Path) -> None:
     bad.write_text(json.dumps({"format": "other"}))
     res = runner.invoke(app, ["evaluate", "--truth", str(bad), "--dsn", loaded.dsn])
     assert res.exit_code == 1 and "wattrail-truth" in res.output
+
+
+def test_suspects_and_loss_lists_of_a_stored_run(loaded: Loaded) -> None:
+    app = typer.Typer()
+    mount(app)
+    with psycopg.connect(loaded.dsn, autocommit=True) as conn:
+        res = analyze(conn, START, END, step_s=STEP)
+        want = conn.execute("SELECT meter_id FROM analysis_suspects WHERE run_id = %s ORDER BY rank"
+                            " LIMIT 5", [res.run_id]).fetchall()
+    runner = CliRunner()
+    j = runner.invoke(app, ["suspects", "list", "--dsn", loaded.dsn, "--run", str(res.run_id),
+                            "--top", "5", "--format", "json"])
+    assert j.exit_code == 0, j.output
+    doc = json.loads(j.output)
+    assert doc["run_id"] == res.run_id and [r["meter_id"] for r in doc["rows"]] == [w[0] for w in want]
+    assert [r["rank"] for r in doc["rows"]] == [1, 2, 3, 4, 5]
+    c = runner.invoke(app, ["loss", "list", "--dsn", loaded.dsn, "--format", "csv", "--top", "3"])
+    assert c.exit_code == 0, c.output
+    lines = c.output.strip().splitlines()
+    assert lines[0].startswith("entity_id,energy_in_wh,") and len(lines) == 4
+    t = runner.invoke(app, ["loss", "list", "--dsn", loaded.dsn, "--level", "feeder"])
+    assert t.exit_code == 0 and "loss per feeder" in t.output
+    missing = runner.invoke(app, ["suspects", "list", "--dsn", loaded.dsn, "--run", "999999"])
+    assert missing.exit_code == 1 and "no such analysis run" in missing.output
