@@ -19,6 +19,7 @@ from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedCo
 from cloud.store.errors import MigrationError, ValidationError
 from cloud.store.features import MissingExtensionError
 from cloud.store.import_limits import DEFAULT_NOT_BEFORE, TimeWindow
+from cloud.store.topology import grid_notes
 
 SHOW_PROBLEMS = 20
 err = Console(stderr=True)
@@ -119,17 +120,23 @@ def topology_import(
     file: Annotated[Path, typer.Argument(exists=True, dir_okay=False)], dsn: Dsn,
     max_bytes: Annotated[int, typer.Option(
         min=1, help="refuse files larger than this many bytes (default 256 MiB)")] = 256 * 1024 * 1024,
+    currency: Annotated[str | None, typer.Option(
+        help="ISO 4217 code of the tariffs in an MDM CSV (default EUR; a JSON file says it)")] = None,
 ) -> None:
-    """Import or update the grid from a grid file (docs/grid-file.md)."""
-    from cloud.store.topology import import_topology
+    """Import or update the grid from a grid file (docs/grid-file.md): the JSON grid file, or
+    an MDM export as CSV (*.csv: one row per customer meter, no Modbus addressing needed)."""
+    from cloud.store.topology import load_grid, write_grid_doc
 
+    try:  # the file is checked whole first: its problems are worth knowing without a database
+        doc = load_grid(file, max_bytes=max_bytes, currency=currency)
+    except ValidationError as exc:
+        _fail_validation(exc)
     with connect_or_exit(dsn) as conn:
         require_schema(conn, "customers", "transformers")
-        try:
-            counts = import_topology(conn, file, max_bytes=max_bytes)
-        except ValidationError as exc:
-            _fail_validation(exc)
+        counts = write_grid_doc(conn, doc)
     out.print("imported " + ", ".join(f"{n} {k}" for k, n in counts.items()))
+    for note in grid_notes(doc):
+        out.print(f"[yellow]note:[/yellow] {note}")
 
 
 _NOT_BEFORE = DEFAULT_NOT_BEFORE.replace(tzinfo=None)  # typer shows and parses naive datetimes

@@ -20,6 +20,7 @@ import psycopg
 
 from cloud.store.errors import Problem, TopologyValidationError
 from cloud.store.json_lines import element_lines
+from cloud.store.topology_csv import grid_from_csv
 from protocols.maps import MAP_NAMES
 
 FORMAT, VERSION = "wattrail-grid", 1
@@ -93,26 +94,39 @@ def _model(v: Any) -> str | None:
 CUSTOMER_KINDS = ("residential", "commercial", "industrial")
 _KM, _W, _KVA = _num(0, 10_000), _num(0, 1e7), _num(0, 1e6, strict_lo=True)
 _LAT, _LON = _num(-90, 90), _num(-180, 180)
+# What a meter-data-management export has: the hierarchy, ratings and tariffs. Everything the
+# edge needs to reach a meter over Modbus (gateways, unit ids, register maps) is optional: an
+# MDM user has none of it, and only the edge agents' configuration uses it.
 _FIELDS: dict[str, dict[str, Check]] = {
-    "regions": {"region_id": _str, "name": _str, "substation_gateway_id": _str, "lat": _LAT,
-                "lon": _LON},
-    "feeders": {"feeder_id": _str, "region_id": _str, "head_meter_id": _str,
-                "head_meter_model": _model, "head_unit_id": _int(1, 247), "length_km": _KM,
-                "rural": _bool},
-    "transformers": {"transformer_id": _str, "feeder_id": _str, "gateway_id": _str,
-                     "balance_meter_id": _str, "balance_meter_model": _model,
-                     "rating_kva": _KVA, "no_load_loss_w": _W,
-                     "load_loss_w": _W, "distance_km": _KM, "lat": _LAT, "lon": _LON},
-    "customers": {"meter_id": _str, "customer_id": _str, "kind": _one_of(*CUSTOMER_KINDS),
-                  "special": _bool, "transformer_id": _str, "gateway_id": _str,
-                  "unit_id": _int(2, 247), "meter_model": _model, "phases": _one_of(1, 3),
+    "regions": {"region_id": _str, "name": _str},
+    "feeders": {"feeder_id": _str, "region_id": _str},
+    "transformers": {"transformer_id": _str, "feeder_id": _str, "rating_kva": _KVA},
+    "customers": {"meter_id": _str, "transformer_id": _str, "kind": _one_of(*CUSTOMER_KINDS),
                   # numeric(12, 6) holds < 10^6; 1000 a kWh is already no real tariff
-                  "tariff_per_kwh": _num(0, 1000), "pv_kwp": _num(0, 1e6),
-                  "service_m": _num(0, 100_000), "lat": _LAT, "lon": _LON},
+                  "tariff_per_kwh": _num(0, 1000)},
 }
 _OPTIONAL: dict[str, dict[str, Check]] = {
-    "customers": {"contract_kva": _KVA, "serial": _str},
+    "regions": {"substation_gateway_id": _str, "lat": _LAT, "lon": _LON},
+    "feeders": {"head_meter_id": _str, "head_meter_model": _model, "head_unit_id": _int(1, 247),
+                "length_km": _KM, "rural": _bool},
+    "transformers": {"gateway_id": _str, "balance_meter_id": _str, "balance_meter_model": _model,
+                     "no_load_loss_w": _W, "load_loss_w": _W, "distance_km": _KM, "lat": _LAT,
+                     "lon": _LON},
+    "customers": {"customer_id": _str, "special": _bool, "gateway_id": _str,
+                  "unit_id": _int(2, 247), "meter_model": _model, "phases": _one_of(1, 3),
+                  "pv_kwp": _num(0, 1e6), "service_m": _num(0, 100_000), "lat": _LAT, "lon": _LON,
+                  "contract_kva": _KVA, "serial": _str},
 }
+# keys that only make sense together (Modbus addressing): all of a group or none
+_TOGETHER: dict[str, tuple[tuple[str, ...], ...]] = {
+    "feeders": (("head_unit_id", "head_meter_id"),),
+    "customers": (("gateway_id", "unit_id"),),
+}
+# typical distribution-transformer losses where the archive has no nameplate (share of the
+# rating): no-load 0.28 %, load loss at rated current 1.5 % (EN 50588-1 class values for
+# 25-250 kVA units are within a factor 2 of these). The analysis fits both from the data
+# wherever a transformer has quiet days, so these only seed it (docs/analytics.md).
+TYPICAL_NO_LOAD, TYPICAL_LOAD_LOSS = 0.0028, 0.015
 _ID = {"regions": "region_id", "feeders": "feeder_id", "transformers": "transformer_id",
        "customers": "customer_id"}
 _REFS = {"feeders": ("region_id", "regions"), "transformers": ("feeder_id", "feeders"),
@@ -179,6 +193,14 @@ def _validate(doc: Any, lines: dict[str, list[int]]) -> _Problems:
                 problems.add(line, "must be an object", where)
                 continue
             rid = rec.get(_ID[section])
+            if section == "customers" and rid is None:
+                rid = rec.get("meter_id")  # an MDM export's account is its meter
+            for group in _TOGETHER.get(section, ()):
+                given = [k for k in group if rec.get(k) is not None]
+                if given and len(given) < len(group):
+                    missing = [k for k in group if k not in given]
+                    problems.add(line, f"{', '.join(given)} without {', '.join(missing)}: give "
+                                       "all of them (Modbus addressing) or none", where, rid)
             for key, check in _FIELDS[section].items():
                 if key not in rec:
                     problems.add(line, f"missing {key!r}", where, rid)
@@ -200,11 +222,15 @@ def _validate(doc: Any, lines: dict[str, list[int]]) -> _Problems:
             if section == "regions":
                 gateway_of[f"r:{rid}"] = rec.get("substation_gateway_id")
             elif section == "feeders":
-                unit(gateway_of.get(f"r:{rec.get('region_id')}"), rec.get("head_unit_id"),
-                     rec.get("head_meter_id"), line, where)
+                sub = gateway_of.get(f"r:{rec.get('region_id')}")
+                if rec.get("head_unit_id") is not None and sub is None:
+                    problems.add(line, "head_unit_id needs the region's substation_gateway_id",
+                                 where, rid)
+                unit(sub, rec.get("head_unit_id"), rec.get("head_meter_id"), line, where)
             elif section == "transformers":
                 gateway_of[f"t:{rid}"] = rec.get("gateway_id")
-                unit(rec.get("gateway_id"), 1, rec.get("balance_meter_id"), line, where)
+                if rec.get("balance_meter_id") is not None:
+                    unit(rec.get("gateway_id"), 1, rec.get("balance_meter_id"), line, where)
             elif section == "customers":
                 own = gateway_of.get(f"t:{rec.get('transformer_id')}")
                 gw = rec.get("gateway_id")
@@ -212,7 +238,7 @@ def _validate(doc: Any, lines: dict[str, list[int]]) -> _Problems:
                     problems.add(line, f"gateway_id {gw!r} is not its transformer's gateway "
                                        f"{own!r}", where, rid)
                 unit(gw, rec.get("unit_id"), rec.get("meter_id"), line, where)
-            if section == "customers" and rec.get("phases") in (1, 3):
+            if section == "customers" and rec.get("phases") in (1, 3) and "phase" in rec:
                 phase = rec.get("phase")
                 if rec["phases"] == 3 and phase is not None:
                     problems.add(line, "phase must be null for a three-phase customer", where, rid)
@@ -240,7 +266,7 @@ def _depth_ok(text: str) -> bool:
     return True
 
 
-def _read(path: Path, max_bytes: int) -> str:
+def _read(path: Path, max_bytes: int, *, json_text: bool = True) -> str:
     size = path.stat().st_size
     if size > max_bytes:
         raise TopologyValidationError(str(path), [Problem(None, (
@@ -257,7 +283,7 @@ def _read(path: Path, max_bytes: int) -> str:
         raise TopologyValidationError(str(path), [Problem(line, (
             f"not UTF-8 (byte {exc.start}); save the file as UTF-8, e.g. "
             "`iconv -f latin1 -t utf-8`"), "")]) from exc
-    if not _depth_ok(text):
+    if json_text and not _depth_ok(text):
         raise TopologyValidationError(str(path), [Problem(None, f"JSON nested deeper than "
                                                   f"{MAX_DEPTH} levels; a grid file needs 3", "")])
     return text
@@ -287,12 +313,24 @@ def _meter(mid: str, kind: str, model: str, **refs: Any) -> dict[str, Any]:
     return row
 
 
-def load_grid(path: str | Path, *, max_bytes: int = MAX_GRID_BYTES) -> dict[str, Any]:
+def load_grid(path: str | Path, *, max_bytes: int = MAX_GRID_BYTES,
+              currency: str | None = None) -> dict[str, Any]:
     """Read and check a grid file without touching the database (pure but for the read).
     Raises TopologyValidationError with the problems: size, encoding, nesting, JSON syntax,
     and every record's fields, references, gateways and unit ids."""
     path = Path(path)
-    text = _read(path, max_bytes)
+    text = _read(path, max_bytes, json_text=path.suffix.lower() != ".csv")
+    if path.suffix.lower() == ".csv":  # the MDM export: one row per customer meter
+        doc, lines, shape = grid_from_csv(text, currency=currency)
+        problems = _Problems()
+        for p in shape:
+            problems.add(p.line, p.message, p.where, p.key)
+        if not problems.total:
+            problems = _validate(doc, lines)
+        if problems.total:
+            raise TopologyValidationError(str(path), sorted(problems.items, key=lambda p: p.line or 0),
+                                          total=problems.total)
+        return doc
     try:
         doc = json.loads(text)
     except json.JSONDecodeError as exc:
@@ -312,32 +350,74 @@ def import_topology(conn: psycopg.Connection, path: str | Path, *,
     Raises TopologyValidationError listing the problems (the first MAX_PROBLEMS, and the count
     of all); nothing is written then."""
     doc = load_grid(path, max_bytes=max_bytes)
+    return write_grid_doc(conn, doc)
+
+
+def grid_notes(doc: dict[str, Any]) -> list[str]:
+    """What an import assumed for what the file did not say (printed by the CLI)."""
+    out = []
+    no_np = sum(1 for t in doc["transformers"]
+                if t.get("no_load_loss_w") is None or t.get("load_loss_w") is None)
+    if no_np:
+        out.append(f"{no_np} transformer(s) without nameplate losses: typical values assumed "
+                   f"(no-load {TYPICAL_NO_LOAD:.2%}, load loss {TYPICAL_LOAD_LOSS:.1%} of the "
+                   "rating); the analysis fits them from the data where it can")
+    no_bal = sum(1 for t in doc["transformers"] if t.get("balance_meter_id") is None)
+    if no_bal:
+        out.append(f"{no_bal} transformer(s) without a balance meter: no energy balance, NTL or "
+                   "balance-based suspects for their customers")
+    unaddressed = sum(1 for c in doc["customers"] if c.get("unit_id") is None)
+    if unaddressed:
+        out.append(f"{unaddressed} customer meter(s) without Modbus addressing: fine for imported "
+                   "readings; an edge agent cannot poll them")
+    return out
+
+
+UNSPECIFIED_MODEL = "unspecified"  # a meter the archive knows but no register map is given for
+
+
+def write_grid_doc(conn: psycopg.Connection, doc: dict[str, Any]) -> dict[str, int]:
+    """Write a checked grid document (`load_grid`) to the archive in one transaction."""
     currency = doc.get("currency") or "EUR"
-    regions = [{k: r[k] for k in ("region_id", "name", "substation_gateway_id", "lat", "lon")}
-               for r in doc["regions"]]
+    regions = [{"region_id": r["region_id"], "name": r["name"],
+                "substation_gateway_id": r.get("substation_gateway_id"), "lat": r.get("lat"),
+                "lon": r.get("lon")} for r in doc["regions"]]
     feeders = [{"feeder_id": f["feeder_id"], "region_id": f["region_id"],
-                "head_meter_id": f["head_meter_id"], "length_km": f["length_km"],
-                "rural": f["rural"]} for f in doc["feeders"]]
-    transformers = [{k: t[k] for k in _FIELDS["transformers"] if k != "balance_meter_model"}
-                    for t in doc["transformers"]]
-    customers = [{"customer_id": c["customer_id"], "class": c["kind"],
+                "head_meter_id": f.get("head_meter_id"), "length_km": f.get("length_km"),
+                "rural": bool(f.get("rural") or False)} for f in doc["feeders"]]
+    transformers = [{
+        "transformer_id": t["transformer_id"], "feeder_id": t["feeder_id"],
+        "gateway_id": t.get("gateway_id"), "balance_meter_id": t.get("balance_meter_id"),
+        "rating_kva": t["rating_kva"],
+        "no_load_loss_w": t["no_load_loss_w"] if t.get("no_load_loss_w") is not None
+        else TYPICAL_NO_LOAD * t["rating_kva"] * 1000.0,
+        "load_loss_w": t["load_loss_w"] if t.get("load_loss_w") is not None
+        else TYPICAL_LOAD_LOSS * t["rating_kva"] * 1000.0,
+        "distance_km": t.get("distance_km"), "lat": t.get("lat"), "lon": t.get("lon")}
+        for t in doc["transformers"]]
+    customers = [{"customer_id": c.get("customer_id") or c["meter_id"], "class": c["kind"],
                   "tariff_per_kwh": c["tariff_per_kwh"], "currency": currency,
-                  "contract_kva": c.get("contract_kva"), "is_special": c["special"],
-                  "has_pv": c["pv_kwp"] > 0, "pv_kwp": c["pv_kwp"],
-                  "transformer_id": c["transformer_id"], "phases": c["phases"],
-                  "phase": c.get("phase"), "service_m": c["service_m"], "lat": c["lat"],
-                  "lon": c["lon"]} for c in doc["customers"]]
-    region_gw = {r["region_id"]: r["substation_gateway_id"] for r in doc["regions"]}
-    meters = [_meter(f["head_meter_id"], "feeder_head", f["head_meter_model"],
-                     feeder_id=f["feeder_id"], gateway_id=region_gw[f["region_id"]],
-                     unit_id=f["head_unit_id"], phases=3) for f in doc["feeders"]]
+                  "contract_kva": c.get("contract_kva"), "is_special": bool(c.get("special") or False),
+                  "has_pv": (c.get("pv_kwp") or 0) > 0, "pv_kwp": c.get("pv_kwp") or 0.0,
+                  "transformer_id": c["transformer_id"], "phases": c.get("phases"),
+                  "phase": c.get("phase"), "service_m": c.get("service_m"), "lat": c.get("lat"),
+                  "lon": c.get("lon")} for c in doc["customers"]]
+    region_gw = {r["region_id"]: r.get("substation_gateway_id") for r in doc["regions"]}
+    meters = [_meter(f["head_meter_id"], "feeder_head", f.get("head_meter_model") or UNSPECIFIED_MODEL,
+                     feeder_id=f["feeder_id"],
+                     gateway_id=region_gw[f["region_id"]] if f.get("head_unit_id") is not None else None,
+                     unit_id=f.get("head_unit_id"), phases=3)
+              for f in doc["feeders"] if f.get("head_meter_id") is not None]
     tx_feeder = {t["transformer_id"]: t["feeder_id"] for t in doc["transformers"]}
-    meters += [_meter(t["balance_meter_id"], "balance", t["balance_meter_model"],
+    meters += [_meter(t["balance_meter_id"], "balance", t.get("balance_meter_model") or UNSPECIFIED_MODEL,
                       transformer_id=t["transformer_id"], feeder_id=t["feeder_id"],
-                      gateway_id=t["gateway_id"], unit_id=1, phases=3) for t in doc["transformers"]]
-    meters += [_meter(c["meter_id"], "customer", c["meter_model"], customer_id=c["customer_id"],
+                      gateway_id=t.get("gateway_id"), unit_id=1 if t.get("gateway_id") else None,
+                      phases=3)
+               for t in doc["transformers"] if t.get("balance_meter_id") is not None]
+    meters += [_meter(c["meter_id"], "customer", c.get("meter_model") or UNSPECIFIED_MODEL,
+                      customer_id=c.get("customer_id") or c["meter_id"],
                       transformer_id=c["transformer_id"], feeder_id=tx_feeder[c["transformer_id"]],
-                      gateway_id=c["gateway_id"], unit_id=c["unit_id"], phases=c["phases"],
+                      gateway_id=c.get("gateway_id"), unit_id=c.get("unit_id"), phases=c.get("phases"),
                       serial=c.get("serial")) for c in doc["customers"]]
     with conn.transaction(), conn.cursor() as cur:
         cur.execute("SET CONSTRAINTS ALL DEFERRED")  # feeders/transformers <-> meters cycle

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -35,8 +36,13 @@ def _one_line(text: str) -> str:
 def test_store_commands_on_an_unmigrated_database_say_what_to_do(plain_db: str, tmp_path: Path) -> None:
     csv = tmp_path / "r.csv"
     csv.write_text("meter_id,interval_start,interval_minutes,import_wh\nM1,2024-06-01T00:00:00Z,15,1\n")
-    grid = tmp_path / "g.json"
-    grid.write_text("{}")
+    grid = tmp_path / "g.json"  # a valid grid: the file is checked before the database
+    grid.write_text(json.dumps({
+        "format": "wattrail-grid", "version": 1, "regions": [{"region_id": "R", "name": "R"}],
+        "feeders": [{"feeder_id": "F", "region_id": "R"}],
+        "transformers": [{"transformer_id": "T", "feeder_id": "F", "rating_kva": 100}],
+        "customers": [{"meter_id": "M", "transformer_id": "T", "kind": "residential",
+                       "tariff_per_kwh": 0.2}]}))
     runner = CliRunner()
     for args in (["readings", "import", str(csv)], ["topology", "import", str(grid)],
                  ["suspects", "list"], ["loss", "list"], ["db", "refresh", "--start", "2024-01-01",

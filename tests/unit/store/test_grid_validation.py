@@ -83,11 +83,12 @@ def test_currency_gateway_and_unit_ids(doc: dict[str, Any], tmp_path: Path) -> N
 
 
 def test_a_million_empty_records_cost_a_counter(doc: dict[str, Any], tmp_path: Path) -> None:
-    # each {} lacks 14 fields: 14 problems per record; kept: the first MAX_PROBLEMS, counted: all
+    # each {} lacks the 4 required fields: 4 problems per record; kept: the first MAX_PROBLEMS,
+    # counted: all
     bad = {**doc, "customers": [{}] * 20_000}
     exc = _problems(tmp_path, bad)
     assert len(exc.problems) == MAX_PROBLEMS
-    assert exc.total >= 14 * 20_000
+    assert exc.total >= 4 * 20_000
 
 
 @pytest.mark.parametrize(("data", "kw", "says"), [
@@ -140,4 +141,4 @@ def test_any_value_is_accepted_only_if_the_archive_can_hold_it(
         v.encode("utf-8")
         assert "\x00" not in v and len(v) <= 200
     if field == "phases":
-        assert v in (1, 3)
+        assert v in (1, 3, None)  # None: not in the archive (an MDM export may not say)
