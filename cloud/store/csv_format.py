@@ -17,7 +17,10 @@ REQUIRED = ("meter_id", "interval_start", "import_wh")
 LENGTH_COLUMNS = ("interval_end", "interval_minutes", "interval_seconds")
 # Optional per-interval values, stored on the reading at the interval's end. Voltages and
 # currents are the interval's mean RMS values.
-OPTIONAL_FLOATS = ("export_wh", "v_l1", "v_l2", "v_l3", "i_l1", "i_l2", "i_l3")
+OPTIONAL_FLOATS = ("export_wh", "import_varh", "export_varh", "v_l1", "v_l2", "v_l3", "i_l1", "i_l2",
+                   "i_l3")
+# interval energies the import cumulates into registers, like import_wh (cumulative.py)
+CUMULATIVE = ("export_wh", "import_varh", "export_varh")
 _ROLES = {"meter_id": ROLE_ID, "interval_start": ROLE_TS, "interval_end": ROLE_TS,
           "interval_minutes": ROLE_INT, "interval_seconds": ROLE_INT, "import_wh": ROLE_FLOAT,
           **{name: ROLE_FLOAT for name in OPTIONAL_FLOATS}}

@@ -26,6 +26,7 @@ from typing import TypeVar, cast
 import numpy as np
 import numpy.typing as npt
 
+from cloud.store.csv_format import CUMULATIVE
 from cloud.store.errors import Problem
 from cloud.store.import_limits import MAX_REGISTER_WH
 from cloud.store.readings_csv import ParsedReadings
@@ -67,15 +68,20 @@ def _over_limit(delta_wh: npt.NDArray[np.float64], seg_first: npt.NDArray[np.boo
     return (register > MAX_REGISTER_WH) | (total > MAX_REGISTER_WH), register
 
 
+Bases = dict[str, npt.NDArray[np.float64]]  # register name -> stored register per meter code
+
+
 def register_problems(p: ParsedReadings, base_import: npt.NDArray[np.float64],
-                      base_export: npt.NDArray[np.float64]) -> list[Problem]:
+                      bases: Bases) -> list[Problem]:
     """One problem per meter and register that would exceed MAX_REGISTER_WH, on the first line
-    where it would; `base_*` per meter code as for `to_register_series`."""
+    where it would; `base_import` and `bases` (the CUMULATIVE columns) per meter code as for
+    `to_register_series`."""
     seg_first = np.ones(len(p.meter_code), bool)
     seg_first[1:] = p.meter_code[1:] != p.meter_code[:-1]
     columns = {"import_wh": (p.import_wh, base_import)}
-    if "export_wh" in p.optional:
-        columns["export_wh"] = (p.optional["export_wh"][0], base_export)
+    for name in CUMULATIVE:
+        if name in p.optional:
+            columns[name] = (p.optional[name][0], bases[name])
     problems = []
     for name, (delta, base) in columns.items():
         over, register = _over_limit(delta, seg_first, base[p.meter_code])
@@ -108,8 +114,7 @@ def _running(delta_wh: npt.NDArray[np.float64], seg_first: npt.NDArray[np.bool_]
     return before / 1000.0 + base, after / 1000.0 + base
 
 
-def to_register_series(p: ParsedReadings, base_import: npt.NDArray[np.float64],
-                       base_export: npt.NDArray[np.float64],
+def to_register_series(p: ParsedReadings, base_import: npt.NDArray[np.float64], bases: Bases,
                        has_start_reading: npt.NDArray[np.bool_]) -> RegisterSeries:
     """`base_*` and `has_start_reading` are per meter code; the latter says a stored reading
     already sits exactly at the meter's first interval start (so none is emitted there)."""
@@ -142,8 +147,8 @@ def to_register_series(p: ParsedReadings, base_import: npt.NDArray[np.float64],
     is_start = np.zeros(m, bool)
     is_start[out_start] = True
     for name, (vals, missing) in p.optional.items():
-        if name == "export_wh":
-            b, a = _running(vals, seg_first, base_export[code])
+        if name in CUMULATIVE:
+            b, a = _running(vals, seg_first, bases[name][code])
             series.values[name] = (place(a, b), np.zeros(m, bool))
         else:  # interval means: only on the end reading
             out = np.zeros(m, np.float64)

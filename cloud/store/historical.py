@@ -36,6 +36,7 @@ import psycopg
 from psycopg.copy import QueuedLibpqWriter
 
 from cloud.store.copy_binary import Col, encode
+from cloud.store.csv_format import CUMULATIVE
 from cloud.store.cumulative import RegisterSeries, register_problems, to_register_series
 from cloud.store.errors import Problem, ReadingsValidationError
 from cloud.store.import_limits import TimeWindow
@@ -80,27 +81,31 @@ def _unknown_meters(conn: psycopg.Connection, p: ParsedReadings) -> list[Problem
 
 
 def _baselines(conn: psycopg.Connection, p: ParsedReadings, first_us: np.ndarray, last_us: np.ndarray
-               ) -> tuple[np.ndarray, np.ndarray, np.ndarray, bool]:
-    """Per meter: register base (import, export), whether a reading sits exactly at its first
-    interval start, and whether any stored reading falls inside the file's span."""
+               ) -> tuple[np.ndarray, dict[str, np.ndarray], np.ndarray, bool]:
+    """Per meter: register bases (import, and each CUMULATIVE column), whether a reading sits
+    exactly at its first interval start, and whether any stored reading falls inside the
+    file's span."""
     n = len(p.meter_ids)
-    base_imp, base_exp, at_start = np.zeros(n), np.zeros(n), np.zeros(n, bool)
+    base_imp, at_start = np.zeros(n), np.zeros(n, bool)
+    bases = {c: np.zeros(n) for c in CUMULATIVE}
     firsts = [_to_dt(int(x)) for x in first_us]
     lasts = [_to_dt(int(x)) for x in last_us]
     rows = conn.execute(
-        "SELECT m.i, r.import_wh, r.export_wh, r.ts = m.first FROM"
+        f"SELECT m.i, r.import_wh, {', '.join('r.' + c for c in CUMULATIVE)}, r.ts = m.first FROM"
         " unnest(%s::text[], %s::timestamptz[]) WITH ORDINALITY AS m(meter_id, first, i)"
-        " CROSS JOIN LATERAL (SELECT import_wh, export_wh, ts FROM readings"
+        f" CROSS JOIN LATERAL (SELECT import_wh, {', '.join(CUMULATIVE)}, ts FROM readings"
         "   WHERE meter_id = m.meter_id AND ts <= m.first ORDER BY ts DESC LIMIT 1) r",
         [p.meter_ids, firsts]).fetchall()
-    for i, imp, exp, exact in rows:
-        base_imp[i - 1], base_exp[i - 1], at_start[i - 1] = imp or 0.0, exp or 0.0, exact
+    for i, imp, *regs, exact in rows:
+        base_imp[i - 1], at_start[i - 1] = imp or 0.0, exact
+        for c, v in zip(CUMULATIVE, regs, strict=True):
+            bases[c][i - 1] = v or 0.0
     overlap = conn.execute(
         "SELECT EXISTS (SELECT 1 FROM unnest(%s::text[], %s::timestamptz[], %s::timestamptz[])"
         " AS m(meter_id, first, last) CROSS JOIN LATERAL (SELECT 1 FROM readings"
         "   WHERE meter_id = m.meter_id AND ts > m.first AND ts <= m.last LIMIT 1) r)",
         [p.meter_ids, firsts, lasts]).fetchone()
-    return base_imp, base_exp, at_start, bool(overlap and overlap[0])
+    return base_imp, bases, at_start, bool(overlap and overlap[0])
 
 
 def _columns(p: ParsedReadings, s: RegisterSeries, batch_id: int, chunk_us: int) -> list[Col]:
@@ -191,13 +196,13 @@ def import_readings_csv(conn: psycopg.Connection, path: str | Path, *,
         if seen is not None:
             log.info("%s was imported meanwhile (batch %s): nothing to do", path, seen.batch_id)
             return seen
-        base_imp, base_exp, at_start, overlap = _baselines(conn, parsed, *_spans(parsed))
-        too_big = register_problems(parsed, base_imp, base_exp)
+        base_imp, bases, at_start, overlap = _baselines(conn, parsed, *_spans(parsed))
+        too_big = register_problems(parsed, base_imp, bases)
         if too_big:
             raise ReadingsValidationError(str(path), too_big)
         if progress:
             progress("parse", 1, 1)
-        series = to_register_series(parsed, base_imp, base_exp, at_start)
+        series = to_register_series(parsed, base_imp, bases, at_start)
         result = _store(conn, path, sha, parsed, series, overlap, progress, allow_direct)
         if refresh and result.first_ts is not None and result.last_ts is not None:
             if progress:

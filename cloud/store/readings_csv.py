@@ -44,9 +44,11 @@ _FIELD_MESSAGES = {
 # export_wh, when the column is there, is cumulated like import_wh, so a gap would shift every
 # later register value: it must be given on every row. Voltages and currents may be empty.
 _REQUIRED = ("meter_id", "interval_start", "interval_end", "interval_minutes", "interval_seconds",
-             "import_wh", "export_wh")
-_NONNEGATIVE = ("import_wh", "export_wh", "v_l1", "v_l2", "v_l3", "i_l1", "i_l2", "i_l3")
-_ENERGY = ("import_wh", "export_wh")  # at most MAX_POWER_W x the interval (import_limits.py)
+             "import_wh", "export_wh", "import_varh", "export_varh")
+_NONNEGATIVE = ("import_wh", "export_wh", "import_varh", "export_varh", "v_l1", "v_l2", "v_l3",
+                "i_l1", "i_l2", "i_l3")
+# at most MAX_POWER_W x the interval (import_limits.py); reactive energy has the same bound
+_ENERGY = ("import_wh", "export_wh", "import_varh", "export_varh")
 _SHOW_CHARS = 40  # a value quoted in a message is cut there (a 5000-digit number is one line)
 
 

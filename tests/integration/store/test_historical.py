@@ -197,3 +197,28 @@ def test_a_bad_file_is_refused_while_another_import_holds_the_lock(
             archive.execute("RESET lock_timeout")
         holder.rollback()
     assert _count(archive, "SELECT count(*) FROM import_batches") == 0
+
+
+def test_reactive_energy_is_cumulated_and_continued_like_active(archive: psycopg.Connection, grid: Grid,
+                                                                 tmp_path: Path) -> None:
+    meter = _meters(grid, 1)[0]
+
+    def write(path: Path, start: int, n: int) -> Path:
+        lines = [f"{meter},{_iso(T0 + k * Q)},15,{100 + k},{30 + k},{2}" for k in range(start, start + n)]
+        path.write_text("\n".join(["meter_id,interval_start,interval_minutes,import_wh,import_varh,"
+                                   "export_varh", *lines]) + "\n")
+        return path
+
+    import_readings_csv(archive, write(tmp_path / "a.csv", 0, 4))
+    import_readings_csv(archive, write(tmp_path / "b.csv", 4, 2))
+    got = archive.execute("SELECT import_wh, import_varh, export_varh FROM readings WHERE meter_id = %s"
+                          " ORDER BY ts", [meter]).fetchall()
+    assert got[0] == (0.0, 0.0, 0.0)
+    assert got[-1] == pytest.approx((sum(100 + k for k in range(6)), sum(30 + k for k in range(6)), 12.0))
+    # a reactive column must be filled on every row, like export_wh (a gap would shift the register)
+    bad = tmp_path / "c.csv"
+    bad.write_text(f"meter_id,interval_start,interval_minutes,import_wh,import_varh\n"
+                   f"{meter},{_iso(T0 + 10 * Q)},15,1,\n")
+    with pytest.raises(ReadingsValidationError) as info:
+        import_readings_csv(archive, bad)
+    assert any("import_varh" in p.message for p in info.value.problems)

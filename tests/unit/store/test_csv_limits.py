@@ -19,6 +19,11 @@ HEADER = "meter_id,interval_start,interval_minutes,import_wh,export_wh,v_l1\n"
 GOOD = "M1,2024-06-01T00:00:00Z,15,1,0,230\n"  # line 2 of every file below
 
 
+def _bases(export: np.ndarray) -> dict[str, np.ndarray]:
+    """Stored registers of the cumulative columns: export as given, reactive ones at 0."""
+    return {"export_wh": export, "import_varh": np.zeros_like(export), "export_varh": np.zeros_like(export)}
+
+
 def _parse(*rows: str, window: TimeWindow = WINDOW) -> tuple[list[int], list[str], list[int]]:
     """(good lines kept, problem messages, problem lines)."""
     parsed, problems, total = parse_readings_csv((HEADER + GOOD + "".join(rows)).encode(), window)
@@ -93,11 +98,11 @@ def test_a_register_above_the_bound_is_an_error_on_the_line_that_passes_it() -> 
     data = (HEADER + _year_rows("M1", 3, 4e11) + _year_rows("M2", 2, 8e11)).encode()
     parsed, _, total = parse_readings_csv(data, WINDOW)
     assert parsed is not None and total == 0  # each interval is plausible on its own
-    got = register_problems(parsed, np.zeros(2), np.zeros(2))
+    got = register_problems(parsed, np.zeros(2), _bases(np.zeros(2)))
     assert [(p.line, p.key, p.where) for p in got] == [(4, "M1", "import_wh"), (6, "M2", "import_wh")]
     assert "1.2e+12 Wh" in got[0].message and f"{MAX_REGISTER_WH:g} Wh" in got[0].message
     # a stored register close to the bound: the file's first interval already passes it
-    near = register_problems(parsed, np.array([MAX_REGISTER_WH - 1.0, 0.0]), np.zeros(2))
+    near = register_problems(parsed, np.array([MAX_REGISTER_WH - 1.0, 0.0]), _bases(np.zeros(2)))
     assert [(p.line, p.key) for p in near] == [(2, "M1"), (6, "M2")]
     with pytest.raises(ValueError, match="register_problems"):
-        to_register_series(parsed, np.zeros(2), np.zeros(2), np.zeros(2, bool))
+        to_register_series(parsed, np.zeros(2), _bases(np.zeros(2)), np.zeros(2, bool))

@@ -19,6 +19,11 @@ from cloud.store.readings_csv import parse_readings_csv
 HEADER = "meter_id,interval_start,interval_end,import_wh,export_wh,v_l1\n"
 
 
+def _bases(export: np.ndarray) -> dict[str, np.ndarray]:
+    """Stored registers of the cumulative columns: export as given, reactive ones at 0."""
+    return {"export_wh": export, "import_varh": np.zeros_like(export), "export_varh": np.zeros_like(export)}
+
+
 def _us(dt: datetime) -> int:
     return int(dt.timestamp()) * 1_000_000
 
@@ -138,7 +143,8 @@ def test_register_series_is_exact_and_marks_gaps() -> None:
         lines.append(f"{mid},{s},{e},{wh},0.5,230")
     parsed, problems, _ = parse_readings_csv(("\n".join(lines) + "\n").encode())
     assert problems == [] and parsed is not None and parsed.meter_ids == ["M1", "M2"]
-    s = to_register_series(parsed, np.array([1000.0, 0.0]), np.array([7.0, 0.0]), np.array([False, True]))
+    s = to_register_series(parsed, np.array([1000.0, 0.0]), _bases(np.array([7.0, 0.0])),
+                           np.array([False, True]))
     got = [(parsed.meter_ids[c], (t - _us(t0)) // 900_000_000, w) for c, t, w in
            zip(s.meter_code, s.ts_us, s.import_wh, strict=True)]
     assert got == [("M1", 0, 1000.0), ("M1", 1, 1001.1), ("M1", 2, 1003.3), ("M1", 4, 1003.3),
