@@ -197,53 +197,6 @@ def timing_match(reported_wh: np.ndarray, tx_of: np.ndarray, days_of_tx: list[li
     return z, which, when
 
 
-def own_drop(reported_wh: np.ndarray, ntl_wh: np.ndarray, tx_of: np.ndarray, day: int, *,
-             min_seg: int = 3) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Per customer, the best split of its own daily energy (the largest Welch z of the drop,
-    before minus after, at least `min_seg` days each side) and what its transformer's balance
-    says about it: the Welch z of the rise of the transformer's daily NTL at the same day.
-    Returns (N,) drop z, (N,) NTL-rise z (NaN without a balance), (N,) the day (-1: none).
-    A drop the balance meter does not see (a holiday, a new boiler) is not a theft."""
-    n, t = reported_wh.shape
-    n_days = t // day
-    drop = np.full(n, np.nan)
-    when = np.full(n, -1, np.int64)
-    for i in range(n):
-        dd = reported_wh[i, : n_days * day].reshape(n_days, day)
-        ok = ~np.isnan(dd).any(axis=1)
-        y = dd[ok].sum(1)
-        if len(y) < 2 * min_seg:
-            continue
-        days = np.flatnonzero(ok)
-        best, bz = -1, -np.inf
-        for d in range(min_seg, len(y) - min_seg + 1):
-            z = _z2(y[:d], y[d:])
-            if z > bz:
-                best, bz = d, z
-        if best < 0:
-            continue
-        drop[i], when[i] = bz, int(days[best])
-    rise = ntl_rise_at(ntl_wh, tx_of, when, day)
-    return drop, rise, when
-
-
-def ntl_rise_at(ntl_wh: np.ndarray, tx_of: np.ndarray, when: np.ndarray, day: int) -> np.ndarray:
-    """(N,) Welch z of the rise of each customer's transformer's daily mean NTL at the day
-    `when[i]` (after minus before); NaN where `when` < 0 or a side has under 2 days."""
-    n_days = ntl_wh.shape[1] // day
-    with np.errstate(all="ignore"):
-        ntl_day = np.nanmean(ntl_wh[:, : n_days * day].reshape(len(ntl_wh), n_days, day), axis=2)
-    out = np.full(len(tx_of), np.nan)
-    for i, d0 in enumerate(when):
-        if d0 < 0:
-            continue
-        nd = ntl_day[int(tx_of[i])]
-        a, b = nd[:d0][np.isfinite(nd[:d0])], nd[d0:][np.isfinite(nd[d0:])]
-        if len(a) >= 2 and len(b) >= 2:
-            out[i] = _z2(b, a)
-    return out
-
-
 @dataclass(frozen=True)
 class Attribution:
     coef: np.ndarray  # (N,) c_i, NaN where not computed
@@ -257,6 +210,10 @@ KINDS = ("share", "shortfall", "zero")
 # (1 - a) / a of what it reports (a >= 0.1: at most 9x); the other columns estimate the
 # missing energy itself, so a thief's coefficient is near 1 (energy is conserved)
 UPPER = np.array([9.0, 1.5, 1.5])
+# and lower bounds of a coefficient that is evidence: a share below 0.15 (a meter missing less
+# than 13 % of the truth) or a shortfall/zero coefficient below 0.3 is what a technical-loss
+# model's error looks like on a large customer's load (loss ~ S^2), not a theft
+LOWER = np.array([0.15, 0.3, 0.3])
 
 
 def candidate_columns(r: np.ndarray, day: int, *, min_days: int = 3) -> tuple[np.ndarray, np.ndarray]:
@@ -293,11 +250,14 @@ def candidate_columns(r: np.ndarray, day: int, *, min_days: int = 3) -> tuple[np
     return cols, ds * day
 
 
-def _gain(proj: np.ndarray, ss: np.ndarray, usable: np.ndarray, ub: np.ndarray) -> np.ndarray:
+def _gain(proj: np.ndarray, ss: np.ndarray, usable: np.ndarray, ub: np.ndarray,
+          lb: np.ndarray | None = None) -> np.ndarray:
     """The fall of the residual's sum of squares when one column enters alone with the best
-    coefficient in [0, ub]: 2 c proj - c^2 ss, c = clip(proj / ss, 0, ub)."""
+    coefficient in [0, ub]: 2 c proj - c^2 ss, c = clip(proj / ss, 0, ub); 0 where that c is
+    below `lb` (no evidence at that size)."""
     c = np.clip(proj / np.where(usable, ss, 1.0), 0.0, ub)
-    return np.where(usable, 2 * c * proj - c * c * ss, 0.0)
+    ok = usable if lb is None else usable & (c >= lb)
+    return np.where(ok, 2 * c * proj - c * c * ss, 0.0)
 
 
 def _fit(cols: np.ndarray, b: np.ndarray, ub: np.ndarray) -> np.ndarray:
@@ -313,8 +273,10 @@ def attribute(ntl_wh: np.ndarray, reported_wh: np.ndarray, tx_of: np.ndarray, da
     the residual's sum of squares enters, the selected columns are refitted jointly with
     non-negative coefficients (scipy.optimize.nnls), and so on while the entering column's F
     is at least `f_enter`. A customer enters at most once. F of a selected customer: the rise of
-    the RSS when it leaves the final fit over the residual variance; of one never selected: its
-    best column's gain on the final residual over that variance.
+    the RSS when it leaves the final fit, less what the best column of a customer outside the
+    fit would take back in its place (the attribution must be to this customer, not to anyone
+    alike), over the residual variance; of one never selected: its best column's gain on the
+    final residual over that variance.
 
     `ntl_wh` (X, T) per transformer (NaN = unknown interval, left out), `reported_wh` (N, T) the
     customers' interval energy (NaN = not read), `tx_of` (N,)."""
@@ -341,10 +303,11 @@ def attribute(ntl_wh: np.ndarray, reported_wh: np.ndarray, tx_of: np.ndarray, da
         res = b.copy()
         c = np.zeros(0)
         ub = np.broadcast_to(UPPER[None, :, None], (m, nk, nd)).reshape(-1)
+        lb = np.broadcast_to(LOWER[None, :, None], (m, nk, nd)).reshape(-1)
         while len(who) < m:
             dof = max(len(b) - len(who) - 1, 1)
             var = float(res @ res) / dof
-            gain = _gain(flat @ res, ss, usable, ub).reshape(m, nk * nd)
+            gain = _gain(flat @ res, ss, usable, ub, lb).reshape(m, nk * nd)
             gain[who] = 0.0
             best = int(np.argmax(gain))
             k, col = divmod(best, nk * nd)
@@ -357,18 +320,21 @@ def attribute(ntl_wh: np.ndarray, reported_wh: np.ndarray, tx_of: np.ndarray, da
         rss = float(res @ res)
         dof = max(len(b) - len(who), 1)
         var = rss / dof if rss > 0 else np.finfo(float).tiny
-        gain = _gain(flat @ res, ss, usable, ub).reshape(m, nk * nd)
+        gain = _gain(flat @ res, ss, usable, ub, lb).reshape(m, nk * nd)
         for k in range(m):
             i = members[k]
             if k in who:
                 j = who.index(k)
                 rest = [row for q, row in enumerate(chosen) if q != j]
-                if rest:
-                    e = b - flat[rest].T @ _fit(flat[rest], b, ub[rest])
-                    r_k = float(e @ e)
-                else:
-                    r_k = float(b @ b)
-                f_stat[i] = max(r_k - rss, 0.0) / var
+                e = b - flat[rest].T @ _fit(flat[rest], b, ub[rest]) if rest else b
+                r_k = float(e @ e)
+                # identifiability: what the best column of a customer outside the fit would
+                # explain in its place. Customers with alike profiles (the simulator's same-class
+                # households) can each explain one thief's NTL: then none of them is evidence.
+                alt = _gain(flat @ e, ss, usable, ub, lb).reshape(m, nk * nd)
+                alt[who] = 0.0
+                small = c[j] < lb[chosen[j]]  # refitted below what is evidence
+                f_stat[i] = 0.0 if small else max(r_k - rss - float(alt.max()), 0.0) / var
                 coef[i] = c[j]
                 short[i] = float(np.maximum(flat[chosen[j]] * c[j], 0.0).sum())
                 start[i] = int(((chosen[j] % (nk * nd)) % nd + min_days) * day)

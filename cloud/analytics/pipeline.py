@@ -69,6 +69,7 @@ NEEDS = {
     "localisation": "interval energy and a balance meter",
     "comms_drop": "interval energy",
     "observer": "interval energy and a balance meter",
+    "balance_timing": "interval energy and a balance meter",
 }
 
 
@@ -108,7 +109,7 @@ class Inputs:
         if not self.export_measured.any() and has_pv.any():
             out["export_no_pv"] = f"needs {NEEDS['export_no_pv']}; not in these data"
         if not self.balance.any():
-            for k in ("localisation", "observer"):
+            for k in ("localisation", "observer", "balance_timing"):
                 out[k] = f"needs {NEEDS[k]}; no transformer has one"
         return out
 
@@ -315,7 +316,6 @@ def _suspects(
     raw["observer_coef"] = obs.coef
     cds = ko_obs.change_days(loss_wh, input_wh, day)
     raw["balance_timing"], _stat, _when = ko_obs.timing_match(net, topo.tx_of, cds, day)
-    raw["own_drop"], raw["own_drop_ntl_rise"], _when = ko_obs.own_drop(net, ntl_clean, topo.tx_of, day)
     for name in inputs.unavailable(topo.has_pv):
         raw[name] = np.full(len(net), np.nan)  # not computed: no evidence, never a zero reading
     ev = sc.evidence(raw)

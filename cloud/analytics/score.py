@@ -38,16 +38,15 @@ INDICATOR_NAMES = (
     "comms_drop",
     "observer",
     "balance_timing",
-    "own_drop",
 )
-WEIGHTS = np.array([0.95, 0.90, 0.90, 0.90, 0.80, 0.60, 0.60, 0.50, 0.90, 0.90, 0.80])
+WEIGHTS = np.array([0.95, 0.90, 0.90, 0.90, 0.80, 0.60, 0.60, 0.50, 0.80, 0.90])
 
 
 # observer: calibrated F = 30 is half the evidence (chi^2(1) p ~ 4e-8: a customer is picked
 # from hundreds to thousands of candidate columns, so a single test's 1e-4 would be too lax)
 OBS_MID, OBS_WIDTH = np.log10(30.0), 0.1
 Z_MID, Z_WIDTH = 3.0, 0.5  # population gate: robust z of 3 is half the evidence
-BAL_Z_MID = 4.0  # balance timing and own drop: robust z of 4 (each is a maximum over days)
+BAL_Z_MID = 4.0  # balance timing: robust z of 4 (it is a maximum over statistics and days)
 
 
 def _ramp(x: np.ndarray, lo: float, hi: float) -> np.ndarray:
@@ -83,15 +82,6 @@ def outlier(x: np.ndarray) -> np.ndarray:
     return _logistic(robust_z(x), Z_MID, Z_WIDTH)
 
 
-def balance_sees(rise_z: np.ndarray | None) -> np.ndarray | float:
-    """Gate in [0, 1] for a drop in what a customer reports: the Welch z of the rise of its
-    transformer's NTL on the day of the drop, logistic(3 +- 0.5). Without a balance meter (NaN)
-    the gate is open (1): the drop is all there is to go on."""
-    if rise_z is None:
-        return 1.0
-    return np.where(np.isnan(rise_z), 1.0, _logistic(rise_z, 3.0, 0.5))
-
-
 def evidence(raw: dict[str, np.ndarray]) -> np.ndarray:
     """(N, K) evidence in [0, 1] from raw indicator values keyed as in INDICATOR_NAMES
     (`change_point` needs `change_point_drop` too). The pattern indicators are gated by
@@ -101,15 +91,14 @@ def evidence(raw: dict[str, np.ndarray]) -> np.ndarray:
         _ramp(raw["export_no_pv"], 0.0, 0.02),
         _ramp(raw["bypass"], 0.0, 0.05),
         _ramp(raw["neutral"], 0.0, 0.05),
-        _logistic(raw["change_point"], 6.0, 1.0) * _ramp(raw["change_point_drop"], 0.15, 0.4)
-        * outlier(raw["change_point"]),
+        # not population-gated: a drop against the peers is already a z-score, and the gate
+        # cost the simulator's proportional thieves (h1, h3) their rank
+        _logistic(raw["change_point"], 6.0, 1.0) * _ramp(raw["change_point_drop"], 0.15, 0.4),
         _logistic(raw["peer_dev"], 0.8, 0.05) * outlier(raw["peer_dev"]),
         _logistic(raw["localisation"], 0.25, 0.03) * outlier(raw["localisation"]),
         _ramp(raw["comms_drop"], 0.3, 0.7),
         _logistic(np.log10(np.maximum(np.nan_to_num(raw["observer"], nan=0.0), 1e-9)), OBS_MID, OBS_WIDTH),
         _logistic(robust_z(raw["balance_timing"]), BAL_Z_MID, Z_WIDTH),
-        # the customer's own drop, an outlier for this population, that its balance meter saw
-        _logistic(robust_z(raw["own_drop"]), BAL_Z_MID, Z_WIDTH) * balance_sees(raw["own_drop_ntl_rise"]),
     ]
     return np.stack(cols, axis=1)
 

@@ -75,20 +75,6 @@ def test_no_balance_change_means_no_timing_evidence() -> None:
     assert np.isnan(z).all() and (which == -1).all() and (when == -1).all()
 
 
-def test_a_drop_the_balance_meter_does_not_see_gets_no_rise() -> None:
-    true = households(8, 24, seed=6)
-    rep = true.copy()
-    rep[2, 12 * DAY:] *= 0.4  # a holiday: real, so the balance sees nothing
-    rng = np.random.default_rng(7)
-    ntl = rng.normal(0.0, 10.0, (1, true.shape[1]))
-    drop, rise, when = ko.own_drop(rep, ntl, np.zeros(8, np.int64), DAY)
-    assert int(np.argmax(drop)) == 2 and when[2] == 12
-    assert abs(rise[2]) < 3  # the gate stays shut
-    ntl_theft = ntl + np.where(np.arange(true.shape[1]) >= 12 * DAY, (true - rep).sum(0), 0.0)
-    _d, rise_t, _w = ko.own_drop(rep, ntl_theft, np.zeros(8, np.int64), DAY)
-    assert rise_t[2] > 10
-
-
 @given(st.lists(st.integers(-1000, 1000), min_size=1, max_size=50), st.sampled_from([0.5, 2.0, 8.0]),
        st.integers(-100, 100))
 def test_robust_z_is_scale_and_shift_invariant(xs: list[int], a: float, b: int) -> None:
