@@ -32,6 +32,11 @@ class RunPublic(BaseModel):
     completeness: float = Field(description="present / expected readings, 0..1")
     input_sha256: str = Field(description="hex digest of the analysed data: equal means same input")
     parameters: dict[str, Any]
+    notes: list[str] = Field(default_factory=list, description=(
+        "what the data lacked and what the run assumed instead (cadence, export not measured, "
+        "power factor assumed, technical loss fitted)"))
+    not_computed: dict[str, str] = Field(default_factory=dict, description=(
+        "indicator -> why the run could not compute it (e.g. bypass: needs voltage and current)"))
 
 
 RUN_COLS = ("run_id, period_start, period_end, step_s, regions, started_at, finished_at, meters, "
@@ -40,7 +45,10 @@ RUN_COLS = ("run_id, period_start, period_end, step_s, regions, started_at, fini
 
 
 def run_public(r: dict[str, Any]) -> RunPublic:
-    return RunPublic(**{**r, "input_sha256": bytes(r["input_sha256"]).hex()})
+    params = r.get("parameters") or {}
+    return RunPublic(**{**r, "input_sha256": bytes(r["input_sha256"]).hex(),
+                        "notes": list(params.get("notes", [])),
+                        "not_computed": dict(params.get("not_computed", {}))})
 
 
 async def resolve_run(conn: ConnDep, run_id: int | None) -> dict[str, Any]:

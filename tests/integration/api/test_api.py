@@ -423,3 +423,10 @@ def test_chain_status(client: httpx.Client, seeded: Seed, aud: dict[str, str]) -
     )
     d = client.get(f"/v1/audit/quarantine/{seeded.quarantine_id}", headers=aud).json()
     assert len(base64.b64decode(d["raw_base64"])) == d["size_bytes"]
+
+
+def test_a_run_says_what_its_data_lacked(client: httpx.Client, seeded: Seed) -> None:
+    eng = auth(seeded.tokens["engineer"])
+    run = client.get(f"/v1/analysis/runs/{seeded.run_id}", headers=eng).json()
+    assert run["notes"] == ["export not measured for 3 customer(s)"]
+    assert run["not_computed"] == {"bypass": "needs voltage and current; not in these data"}

@@ -77,9 +77,17 @@ function showRunInfo() {
     return;
   }
   const r = ctx.run;
-  info.replaceChildren(`Run #${r.run_id}: ${fmt.time(r.period_start)} to ${fmt.time(r.period_end)}, `
+  const parts = [`Run #${r.run_id}: ${fmt.time(r.period_start)} to ${fmt.time(r.period_end)}, `
     + `${r.step_s / 60}-min intervals, ${r.meters} meters on ${r.transformers} transformers and ${r.feeders} feeders, `
-    + `readings ${fmt.share(r.completeness)} complete.`);
+    + `readings ${fmt.share(r.completeness)} complete.`];
+  // what the data lacked and which indicators could not run, as the CLI says it
+  const notes = [...(r.notes || []),
+    ...Object.entries(r.not_computed || {}).map(([k, why]) => `${k} not computed: ${why}`)];
+  if (notes.length) {
+    const list = h("ul", { class: "run-notes" }, ...notes.map((n) => h("li", {}, n)));
+    parts.push(list);
+  }
+  info.replaceChildren(...parts);
 }
 
 async function render() {
