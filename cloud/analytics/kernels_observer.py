@@ -267,7 +267,7 @@ def _fit(cols: np.ndarray, b: np.ndarray, ub: np.ndarray) -> np.ndarray:
 
 def attribute(ntl_wh: np.ndarray, reported_wh: np.ndarray, tx_of: np.ndarray, day: int, *,
               min_days: int = 3, min_intervals: int = 48, f_enter: float = 4.0,
-              kinds: tuple[str, ...] = KINDS) -> Attribution:
+              kinds: tuple[str, ...] = KINDS, input_wh: np.ndarray | None = None) -> Attribution:
     """Per customer, how much of its transformer's NTL it explains (module doc), by forward
     selection: the candidate column (any customer, kind and change day) that removes the most of
     the residual's sum of squares enters, the selected columns are refitted jointly with
@@ -295,6 +295,14 @@ def attribute(ntl_wh: np.ndarray, reported_wh: np.ndarray, tx_of: np.ndarray, da
         m, nk, nd, _ = cols.shape
         flat = cols[..., ok].reshape(m * nk * nd, int(ok.sum()))
         b = y[ok]
+        if input_wh is not None and np.isfinite(input_wh[x, ok]).all():
+            # the technical-loss model's error follows the load (a + b S^2 misfit): partial the
+            # transformer's input and its square out of the NTL and of every column first, so a
+            # large customer's load cannot stand in for it (Frisch-Waugh)
+            z = np.stack([input_wh[x, ok], input_wh[x, ok] ** 2], axis=1)
+            q, _ = np.linalg.qr(z / np.maximum(np.abs(z).max(axis=0), 1e-12))
+            b = b - q @ (q.T @ b)
+            flat = flat - (flat @ q) @ q.T
         ss = np.einsum("ij,ij->i", flat, flat)
         use_kind = np.broadcast_to(np.isin(np.array(KINDS), kinds)[None, :, None], (m, nk, nd)).reshape(-1)
         usable = (ss > 0) & use_kind
@@ -343,6 +351,16 @@ def attribute(ntl_wh: np.ndarray, reported_wh: np.ndarray, tx_of: np.ndarray, da
                 coef[i] = 0.0
                 short[i] = 0.0
     return Attribution(coef, f_stat, short, start)
+
+
+def own_change_at(reported_wh: np.ndarray, start: np.ndarray, day: int) -> np.ndarray:
+    """(N,) the largest `own_change` z of each customer at its attributed change (`start`, an
+    interval; NaN where -1): whether its own series changed when the balance says it began."""
+    out = np.full(len(start), np.nan)
+    for i, s0 in enumerate(start):
+        if s0 >= 0:
+            out[i] = float(own_change(reported_wh[i], int(s0) // day, day).max())
+    return out
 
 
 def calibrated(f_stat: np.ndarray) -> np.ndarray:

@@ -311,9 +311,12 @@ def _suspects(
         "localisation": loc,
         "comms_drop": mv[:, 4],
     }
-    obs = ko_obs.attribute(ntl_clean, net, topo.tx_of, day)
+    obs = ko_obs.attribute(ntl_clean, net, topo.tx_of, day, input_wh=input_wh)
     raw["observer"] = ko_obs.calibrated(obs.f_stat)
     raw["observer_coef"] = obs.coef
+    # the customer's own series must have changed when the balance says its theft began: an
+    # attribution to a customer whose data did not change that day is the regression's, not its
+    raw["observer_own_change"] = ko_obs.own_change_at(net, obs.start, day)
     cds = ko_obs.change_days(loss_wh, input_wh, day)
     raw["balance_timing"], _stat, _when = ko_obs.timing_match(net, topo.tx_of, cds, day)
     for name in inputs.unavailable(topo.has_pv):

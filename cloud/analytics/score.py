@@ -46,6 +46,7 @@ WEIGHTS = np.array([0.95, 0.90, 0.90, 0.90, 0.80, 0.60, 0.60, 0.50, 0.80, 0.90])
 # from hundreds to thousands of candidate columns, so a single test's 1e-4 would be too lax)
 OBS_MID, OBS_WIDTH = np.log10(30.0), 0.1
 Z_MID, Z_WIDTH = 3.0, 0.5  # population gate: robust z of 3 is half the evidence
+OWN_Z_MID = 3.0  # observer: the customer's own series changed (z 3) on its attributed day
 BAL_Z_MID = 4.0  # balance timing: robust z of 4 (it is a maximum over statistics and days)
 
 
@@ -97,7 +98,8 @@ def evidence(raw: dict[str, np.ndarray]) -> np.ndarray:
         _logistic(raw["peer_dev"], 0.8, 0.05) * outlier(raw["peer_dev"]),
         _logistic(raw["localisation"], 0.25, 0.03) * outlier(raw["localisation"]),
         _ramp(raw["comms_drop"], 0.3, 0.7),
-        _logistic(np.log10(np.maximum(np.nan_to_num(raw["observer"], nan=0.0), 1e-9)), OBS_MID, OBS_WIDTH),
+        _logistic(np.log10(np.maximum(np.nan_to_num(raw["observer"], nan=0.0), 1e-9)), OBS_MID, OBS_WIDTH)
+        * _logistic(raw.get("observer_own_change", np.zeros(len(raw["observer"]))), OWN_Z_MID, Z_WIDTH),
         _logistic(robust_z(raw["balance_timing"]), BAL_Z_MID, Z_WIDTH),
     ]
     return np.stack(cols, axis=1)

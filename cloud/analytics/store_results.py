@@ -30,7 +30,8 @@ _PG = {"text": 'text COLLATE "C"', "float8": "float8", "int8": "int8", "int4": "
 _LOSS_FIELDS = ("energy_in_wh", "energy_out_wh", "loss_wh", "loss_pct", "technical_wh", "ntl_wh",
                 "ntl_sigma_wh", "completeness", "revenue_at_risk")
 _RAW = ("flags", "export_no_pv", "bypass", "neutral", "change_point", "change_point_drop",
-        "peer_dev", "localisation", "comms_drop")
+        "peer_dev", "localisation", "comms_drop", "observer", "observer_coef", "observer_own_change",
+        "balance_timing")
 
 
 @dataclass(frozen=True)
