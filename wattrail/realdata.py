@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import csv
 import math
+import os
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -32,7 +33,21 @@ import numpy as np
 
 from cloud.analytics.feed import Feed, Topology, empty_arrays
 
-REALDATA = Path(__file__).resolve().parents[2] / "shared" / "realdata"
+
+def _default_root() -> Path:
+    """`WATTRAIL_REALDATA`, else `../shared/realdata` beside the repository, else the
+    workspace's `/work/shared/realdata` (a clone elsewhere, as CI makes, still finds it)."""
+    env = os.environ.get("WATTRAIL_REALDATA")
+    if env:
+        return Path(env)
+    beside = Path(__file__).resolve().parents[2] / "shared" / "realdata"
+    for root in (beside, Path("/work/shared/realdata")):
+        if root.is_dir():
+            return root
+    return beside
+
+
+REALDATA = _default_root()
 DATASETS = {
     "lcl": "lcl_london/lcl_london_halfhourly_50hh_2013-01-07_6w.csv",
     "sgsc": "sgsc_nsw/sgsc_nsw_halfhourly_2013-05-06_6w.csv",
@@ -59,7 +74,8 @@ def load(name: str, root: Path = REALDATA) -> Households:
         raise ValueError(f"unknown dataset {name!r}; use one of {', '.join(DATASETS)}")
     path = root / DATASETS[name]
     if not path.is_file():
-        raise RealDataMissing(f"real data not found at {path} (see ../shared/realdata/README.md)")
+        raise RealDataMissing(f"real data not found at {path}: set WATTRAIL_REALDATA to the folder "
+                              "that holds lcl_london/ and sgsc_nsw/ (../shared/realdata/README.md)")
     rows: dict[str, list[tuple[int, float]]] = {}
     step = None
     with path.open(newline="") as fh:
