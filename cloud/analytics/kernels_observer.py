@@ -55,42 +55,6 @@ def _best_split(y: np.ndarray, min_seg: int) -> tuple[int, float]:
     return best, best_z
 
 
-def quiet_prefix(loss_wh: np.ndarray, input_wh: np.ndarray, day: int, *, z_min: float = 5.0,
-                 min_seg: int = 3) -> np.ndarray:
-    """(X,) int64: number of whole days before each transformer's loss changes (all days if it
-    does not). `loss_wh`, `input_wh`: (X, T) interval energy; NaN intervals are skipped."""
-    x, t = loss_wh.shape
-    n_days = t // day
-    out = np.full(x, n_days, np.int64)
-    for j in range(x):
-        lo = loss_wh[j, : n_days * day].reshape(n_days, day)
-        inp = input_wh[j, : n_days * day].reshape(n_days, day)
-        with np.errstate(all="ignore"):
-            mean_in = np.nanmean(inp, axis=1)
-            ratio = np.nanmean(lo, axis=1) / mean_in
-            spread = np.nanstd(lo, axis=1) / mean_in
-        firsts = []
-        for series in (ratio, spread):
-            ok = np.isfinite(series)
-            if ok.sum() < 2 * min_seg:
-                continue
-            days = np.flatnonzero(ok)
-            y = series[ok]
-            # the earliest change: split, then look for a significant split left of it, until
-            # the left part has none (a small early theft before a large later one)
-            end, first = len(y), None
-            while end >= 2 * min_seg:
-                d, z = _best_split(y[:end], min_seg)
-                if z < z_min or d >= end:
-                    break
-                first, end = d, d
-            if first is not None:
-                firsts.append(int(days[first]))
-        if firsts:
-            out[j] = min(firsts)
-    return out
-
-
 def change_days(loss_wh: np.ndarray, input_wh: np.ndarray, day: int, *, z_min: float = 5.0,
                 min_seg: int = 3) -> list[list[int]]:
     """Every day on which each transformer's daily loss ratio or its within-day spread changes
@@ -122,6 +86,13 @@ def change_days(loss_wh: np.ndarray, input_wh: np.ndarray, day: int, *, z_min: f
                 todo += [(a, a + d), (a + d, b)]
         out.append(sorted(found))
     return out
+
+
+def quiet_prefix(days_of_tx: list[list[int]], n_days: int) -> np.ndarray:
+    """(X,) int64: whole days before each transformer's first loss change (`change_days`), all
+    `n_days` where it has none. Binary segmentation splits the left side of its first split
+    again, so its earliest day is the earliest change: a small early theft before a large one."""
+    return np.array([min(d) if d else n_days for d in days_of_tx], np.int64)
 
 
 CHANGE_STATS = ("energy", "zeros", "flatness", "shape", "ceiling")
@@ -201,7 +172,6 @@ def timing_match(reported_wh: np.ndarray, tx_of: np.ndarray, days_of_tx: list[li
 class Attribution:
     coef: np.ndarray  # (N,) c_i, NaN where not computed
     f_stat: np.ndarray  # (N,) F_i, NaN where not computed
-    shortfall_wh: np.ndarray  # (N,) c_i x sum of positive shortfall after the prefix
     start: np.ndarray  # (N,) first interval of the analysed segment (-1: none)
 
 
@@ -267,7 +237,7 @@ def _fit(cols: np.ndarray, b: np.ndarray, ub: np.ndarray) -> np.ndarray:
 
 def attribute(ntl_wh: np.ndarray, reported_wh: np.ndarray, tx_of: np.ndarray, day: int, *,
               min_days: int = 3, min_intervals: int = 48, f_enter: float = 4.0,
-              kinds: tuple[str, ...] = KINDS, input_wh: np.ndarray | None = None) -> Attribution:
+              input_wh: np.ndarray | None = None) -> Attribution:
     """Per customer, how much of its transformer's NTL it explains (module doc), by forward
     selection: the candidate column (any customer, kind and change day) that removes the most of
     the residual's sum of squares enters, the selected columns are refitted jointly with
@@ -283,7 +253,6 @@ def attribute(ntl_wh: np.ndarray, reported_wh: np.ndarray, tx_of: np.ndarray, da
     n, t = reported_wh.shape
     coef = np.full(n, np.nan)
     f_stat = np.full(n, np.nan)
-    short = np.full(n, np.nan)
     start = np.full(n, -1, np.int64)
     for x in range(ntl_wh.shape[0]):
         members = np.flatnonzero(tx_of == x)
@@ -304,8 +273,7 @@ def attribute(ntl_wh: np.ndarray, reported_wh: np.ndarray, tx_of: np.ndarray, da
             b = b - q @ (q.T @ b)
             flat = flat - (flat @ q) @ q.T
         ss = np.einsum("ij,ij->i", flat, flat)
-        use_kind = np.broadcast_to(np.isin(np.array(KINDS), kinds)[None, :, None], (m, nk, nd)).reshape(-1)
-        usable = (ss > 0) & use_kind
+        usable = ss > 0
         chosen: list[int] = []  # row of `flat` per selected customer
         who: list[int] = []
         res = b.copy()
@@ -344,13 +312,11 @@ def attribute(ntl_wh: np.ndarray, reported_wh: np.ndarray, tx_of: np.ndarray, da
                 small = c[j] < lb[chosen[j]]  # refitted below what is evidence
                 f_stat[i] = 0.0 if small else max(r_k - rss - float(alt.max()), 0.0) / var
                 coef[i] = c[j]
-                short[i] = float(np.maximum(flat[chosen[j]] * c[j], 0.0).sum())
                 start[i] = int(((chosen[j] % (nk * nd)) % nd + min_days) * day)
             else:
                 f_stat[i] = float(gain[k].max()) / var
                 coef[i] = 0.0
-                short[i] = 0.0
-    return Attribution(coef, f_stat, short, start)
+    return Attribution(coef, f_stat, start)
 
 
 def own_change_at(reported_wh: np.ndarray, start: np.ndarray, day: int) -> np.ndarray:

@@ -190,7 +190,10 @@ def run(feed: Feed, *, block: int = 24, day: int = 96) -> Report:
         cable = _mean_pairs(kl.cable_loss_w(b.v, c.v, c.i, topo.tx_of))
     k = topo.load_loss_w / topo.rating_va**2
     bal = kb.energy_balance(b_imp, net, topo.tx_of)
-    prefix = ko_obs.quiet_prefix(bal.loss_wh, b_imp, day)
+    # the days each transformer's loss changes: its quiet prefix for the loss fit, and the days
+    # the balance-timing indicator looks at
+    change_days = ko_obs.change_days(bal.loss_wh, b_imp, day)
+    prefix = ko_obs.quiet_prefix(change_days, b_imp.shape[1] // day)
     no_load, k_fit = topo.no_load_w, k
     if not inputs.voltage:
         # No voltages, so no measured cable loss: the technical loss (transformer and cables)
@@ -218,13 +221,12 @@ def run(feed: Feed, *, block: int = 24, day: int = 96) -> Report:
         np.bincount(topo.tx_of, minlength=n_tx), 1
     )
     f = feed.feeders
-    f_exp = intervals(f, f.export_wh, feed)[0]
-    f_exp = np.where(np.isnan(f.export_wh).all(1)[:, None], 0.0, f_exp)
+    f_exp = np.where(has(f.export_wh)[:, None], intervals(f, f.export_wh, feed)[0], 0.0)
     f_in = intervals(f, f.import_wh, feed)[0] - f_exp
     feeder_bal = kb.energy_balance(f_in, net, np.ascontiguousarray(topo.feeder_of_tx[topo.tx_of]))
 
     suspects = _suspects(feed, imp, exp, net, flags, ntl_series, bal.low_confidence, ntl, block, day,
-                         inputs, bal.loss_wh, b_imp)
+                         inputs, change_days, b_imp)
 
     with np.errstate(all="ignore"):
         vmax = np.nanmax(np.where(np.isnan(c.v), -np.inf, c.v), axis=2)
@@ -274,7 +276,7 @@ def _suspects(
     block: int,
     day: int,
     inputs: Inputs,
-    loss_wh: np.ndarray,
+    change_days: list[list[int]],
     input_wh: np.ndarray,
 ) -> sc.Suspects:
     topo, c = feed.topology, feed.customers
@@ -317,8 +319,7 @@ def _suspects(
     # the customer's own series must have changed when the balance says its theft began: an
     # attribution to a customer whose data did not change that day is the regression's, not its
     raw["observer_own_change"] = ko_obs.own_change_at(net, obs.start, day)
-    cds = ko_obs.change_days(loss_wh, input_wh, day)
-    raw["balance_timing"], _stat, _when = ko_obs.timing_match(net, topo.tx_of, cds, day)
+    raw["balance_timing"], _stat, _when = ko_obs.timing_match(net, topo.tx_of, change_days, day)
     for name in inputs.unavailable(topo.has_pv):
         raw[name] = np.full(len(net), np.nan)  # not computed: no evidence, never a zero reading
     ev = sc.evidence(raw)

@@ -31,7 +31,7 @@ def test_change_days_and_quiet_prefix_find_a_step_in_the_loss() -> None:
     loss = rng.normal(100.0, 20.0, (2, days * DAY))
     loss[0, 12 * DAY:] += 300.0  # a theft from day 12 on the first transformer only
     assert ko.change_days(loss, inp, DAY) == [[12], []]
-    assert ko.quiet_prefix(loss, inp, DAY).tolist() == [12, days]
+    assert ko.quiet_prefix(ko.change_days(loss, inp, DAY), days).tolist() == [12, days]
 
 
 def test_the_earliest_change_is_the_prefix_when_a_small_theft_precedes_a_large_one() -> None:
@@ -40,7 +40,7 @@ def test_the_earliest_change_is_the_prefix_when_a_small_theft_precedes_a_large_o
     loss = rng.normal(100.0, 10.0, (1, 40 * DAY))
     loss[0, 10 * DAY:] += 60.0
     loss[0, 25 * DAY:] += 600.0
-    assert ko.quiet_prefix(loss, inp, DAY).tolist() == [10]
+    assert ko.quiet_prefix(ko.change_days(loss, inp, DAY), 40).tolist() == [10]
     assert ko.change_days(loss, inp, DAY) == [[10, 25]]
 
 
