@@ -16,9 +16,10 @@ ROLE_ID, ROLE_TS, ROLE_FLOAT, ROLE_INT = 1, 2, 3, 4
 REQUIRED = ("meter_id", "interval_start", "import_wh")
 LENGTH_COLUMNS = ("interval_end", "interval_minutes", "interval_seconds")
 # Optional per-interval values, stored on the reading at the interval's end. Voltages and
-# currents are the interval's mean RMS values.
+# currents are the interval's mean RMS values; p_w and q_var its mean active and reactive
+# power (signed: positive is import), pf its mean power factor, freq_hz its mean frequency.
 OPTIONAL_FLOATS = ("export_wh", "import_varh", "export_varh", "v_l1", "v_l2", "v_l3", "i_l1", "i_l2",
-                   "i_l3")
+                   "i_l3", "i_n", "p_w", "q_var", "pf", "freq_hz")
 # interval energies the import cumulates into registers, like import_wh (cumulative.py)
 CUMULATIVE = ("export_wh", "import_varh", "export_varh")
 _ROLES = {"meter_id": ROLE_ID, "interval_start": ROLE_TS, "interval_end": ROLE_TS,
@@ -51,7 +52,7 @@ class ColumnPlan:
         return [n for n in self.names if _ROLES[n] == ROLE_FLOAT]
 
 
-MAX_COLUMNS = 64  # the format knows 13; a wider header is another file, refused before parsing
+MAX_COLUMNS = 64  # the format knows 18; a wider header is another file, refused before parsing
 MAX_HEADER_BYTES = 16 * 1024
 _MAX_NAMED = 20  # unknown or repeated names listed one by one; the rest are counted
 

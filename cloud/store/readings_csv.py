@@ -46,7 +46,15 @@ _FIELD_MESSAGES = {
 _REQUIRED = ("meter_id", "interval_start", "interval_end", "interval_minutes", "interval_seconds",
              "import_wh", "export_wh", "import_varh", "export_varh")
 _NONNEGATIVE = ("import_wh", "export_wh", "import_varh", "export_varh", "v_l1", "v_l2", "v_l3",
-                "i_l1", "i_l2", "i_l3")
+                "i_l1", "i_l2", "i_l3", "i_n")
+# mean powers are signed (positive is import) and at most MAX_POWER_W either way
+_POWER = ("p_w", "q_var")
+# closed ranges outside which a value is a unit or sign mix-up, not a measurement: a power
+# factor is a cosine; a grid runs at 50 or 60 Hz and trips long before +-10 Hz (mHz or
+# rad/s land far outside)
+_RANGES = {"pf": (-1.0, 1.0, "a power factor lies in [-1, 1]"),
+           "freq_hz": (40.0, 70.0, "a grid frequency in Hz lies in [40, 70] (50 or 60 Hz "
+                                   "grids); check the unit (Hz, not mHz)")}
 # at most MAX_POWER_W x the interval (import_limits.py); reactive energy has the same bound
 _ENERGY = ("import_wh", "export_wh", "import_varh", "export_varh")
 _SHOW_CHARS = 40  # a value quoted in a message is cut there (a 5000-digit number is one line)
@@ -201,9 +209,10 @@ def _interval_ends(tk_ts: npt.NDArray[np.int64], tk_ints: npt.NDArray[np.int64],
 
 def _plausibility(plan: ColumnPlan, tk_line: npt.NDArray[np.int64], start: npt.NDArray[np.int64],
                   end: npt.NDArray[np.int64], floats: npt.NDArray[np.float64],
-                  ok: npt.NDArray[np.bool_], window: TimeWindow, problems: Problems
-                  ) -> npt.NDArray[np.bool_]:
-    """Rows (among `ok`) inside the time window whose energy fits MAX_POWER_W."""
+                  err: npt.NDArray[np.uint8], ok: npt.NDArray[np.bool_], window: TimeWindow,
+                  problems: Problems) -> npt.NDArray[np.bool_]:
+    """Rows (among `ok`) inside the time window whose energy and power fit MAX_POWER_W and
+    whose power factor and frequency are in their ranges (`err`: the tokenizer's field codes)."""
     lo, hi = window.us
     widen = "; if the data is real, widen the window (wattrail readings import --not-before / --not-after)"
     outside = ok & ((start < lo) | (start > hi))
@@ -230,6 +239,27 @@ def _plausibility(plan: ColumnPlan, tk_line: npt.NDArray[np.int64], start: npt.N
                                           f"interval (at most {float(limit[r]):.10g} Wh); "
                                           "check the unit (Wh, not mWh) and the interval", name)
         ok &= ~over
+    for name in _POWER:
+        if name not in plan.names:
+            continue
+        col = floats[:, plan.slot(name)]
+        over = ok & (np.abs(col) > MAX_POWER_W)
+        for r in np.flatnonzero(over):
+            problems.add(int(tk_line[r]), f"{name} ({float(col[r])!r}) is beyond the "
+                                          f"{MAX_POWER_W / 1e6:g} MW a meter may carry; check the "
+                                          "unit (W and var, not mW)", name)
+        ok &= ~over
+    for name, (low, high, why) in _RANGES.items():
+        if name not in plan.names:
+            continue
+        col = floats[:, plan.slot(name)]
+        # an empty field is missing (0 in the array, E_EMPTY in err): not judged here
+        given = err[:, plan.index(name)] == E_OK
+        out = ok & given & ((col < low) | (col > high))
+        for r in np.flatnonzero(out):
+            problems.add(int(tk_line[r]), f"{name} ({float(col[r])!r}) is outside [{low:g}, "
+                                          f"{high:g}]: {why}", name)
+        ok &= ~out
     return ok
 
 
@@ -274,7 +304,7 @@ def parse_readings_csv(data: bytes, window: TimeWindow | None = None
                 problems.add(int(tk.line[r]), f"{name} is negative ({col[r]}); interval energy, "
                                               "voltage and current must be >= 0", name)
             ok &= ~neg
-    ok = _plausibility(plan, tk.line, start, end, tk.floats, ok, window, problems)
+    ok = _plausibility(plan, tk.line, start, end, tk.floats, tk.err, ok, window, problems)
 
     keep = np.flatnonzero(ok)
     codes, meter_ids = _factorize(np.frombuffer(data, np.uint8), tk.id_start[keep],

@@ -222,3 +222,21 @@ def test_reactive_energy_is_cumulated_and_continued_like_active(archive: psycopg
     with pytest.raises(ReadingsValidationError) as info:
         import_readings_csv(archive, bad)
     assert any("import_varh" in p.message for p in info.value.problems)
+
+
+def test_mean_power_neutral_current_pf_and_frequency_land_on_the_end_readings(
+        archive: psycopg.Connection, grid: Grid, tmp_path: Path) -> None:
+    """The other measured quantities `readings` holds: interval means, stored on the reading at
+    each interval's end, never on the start-of-series row, empty where the file is empty."""
+    meter = _meters(grid, 1)[0]
+    path = tmp_path / "means.csv"
+    path.write_text("meter_id,interval_start,interval_minutes,import_wh,p_w,q_var,i_n,pf,freq_hz\n"
+                    f"{meter},{_iso(T0)},15,250,1000,-120.5,0.4,0.99,50.01\n"
+                    f"{meter},{_iso(T0 + Q)},15,500,2000,,0.6,-0.98,\n")
+    res = import_readings_csv(archive, path)
+    assert res.inserted == 3
+    got = archive.execute("SELECT import_wh, p_w, q_var, i_n, pf, freq_hz FROM readings"
+                          " WHERE meter_id = %s ORDER BY ts", [meter]).fetchall()
+    assert got == [(0.0, None, None, None, None, None),
+                   (250.0, 1000.0, -120.5, 0.4, 0.99, 50.01),
+                   (750.0, 2000.0, None, 0.6, -0.98, None)]

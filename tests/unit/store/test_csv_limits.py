@@ -106,3 +106,27 @@ def test_a_register_above_the_bound_is_an_error_on_the_line_that_passes_it() -> 
     assert [(p.line, p.key) for p in near] == [(2, "M1"), (6, "M2")]
     with pytest.raises(ValueError, match="register_problems"):
         to_register_series(parsed, np.zeros(2), _bases(np.zeros(2)), np.zeros(2, bool))
+
+
+MEANS = "meter_id,interval_start,interval_minutes,import_wh,p_w,q_var,i_n,pf,freq_hz\n"
+
+
+@pytest.mark.parametrize(("fields", "column", "says"), [
+    ("1,1e9,0,0,1,50", "p_w", "beyond the 100 MW"),
+    ("1,0,-1e9,0,1,50", "q_var", "beyond the 100 MW"),
+    ("1,0,0,-0.1,1,50", "i_n", "negative"),
+    ("1,0,0,0,1.01,50", "pf", "[-1, 1]"),
+    ("1,0,0,0,-1.5,50", "pf", "[-1, 1]"),
+    ("1,0,0,0,1,50000", "freq_hz", "not mHz"),
+    ("1,0,0,0,1,0", "freq_hz", "[40, 70]"),
+], ids=["p_w", "q_var", "i_n", "pf-high", "pf-low", "mHz", "zero-Hz"])
+def test_mean_quantities_outside_their_range_are_errors(fields: str, column: str, says: str) -> None:
+    good = "M1,2024-06-01T00:00:00Z,15,1,-2000,-300,0.5,-1,49.9\n"  # signed powers, pf -1: fine
+    empty = "M1,2024-06-01T00:30:00Z,15,1,,,,,\n"  # all missing: not judged
+    parsed, problems, total = parse_readings_csv(
+        (MEANS + good + f"M1,2024-06-01T00:15:00Z,15,{fields}\n" + empty).encode(), WINDOW)
+    assert parsed is not None and parsed.line.tolist() == [2, 4], problems
+    assert total == 1 and problems[0].line == 3 and problems[0].where == column
+    assert says in problems[0].message
+    pf, missing = parsed.optional["pf"]
+    assert pf[0] == -1.0 and missing.tolist() == [False, True]
