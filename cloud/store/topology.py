@@ -345,11 +345,12 @@ def load_grid(path: str | Path, *, max_bytes: int = MAX_GRID_BYTES,
 
 
 def import_topology(conn: psycopg.Connection, path: str | Path, *,
-                    max_bytes: int = MAX_GRID_BYTES) -> dict[str, int]:
-    """Import (or re-import) a grid file; return how many records of each kind it holds.
+                    max_bytes: int = MAX_GRID_BYTES, currency: str | None = None) -> dict[str, int]:
+    """Import (or re-import) a grid file (JSON, or the MDM CSV when `path` ends in .csv, with
+    `currency` for its tariffs); return how many records of each kind it holds.
     Raises TopologyValidationError listing the problems (the first MAX_PROBLEMS, and the count
     of all); nothing is written then."""
-    doc = load_grid(path, max_bytes=max_bytes)
+    doc = load_grid(path, max_bytes=max_bytes, currency=currency)
     return write_grid_doc(conn, doc)
 
 

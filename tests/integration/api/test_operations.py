@@ -167,6 +167,47 @@ def test_topology_import_refuses_a_bad_grid(client: httpx.Client, seeded: Seed) 
     )
 
 
+def _grid_csv(doc: dict) -> str:
+    """The seeded grid as the MDM CSV: the same records, without Modbus addressing."""
+    tx = {t["transformer_id"]: t for t in doc["transformers"]}
+    feeder = {f["feeder_id"]: f for f in doc["feeders"]}
+    rows = ["meter_id,customer_id,transformer_id,kind,tariff_per_kwh,transformer_rating_kva,"
+            "feeder_id,region_id"]
+    for c in doc["customers"]:
+        t = tx[c["transformer_id"]]
+        rows.append(f"{c['meter_id']},{c.get('customer_id') or c['meter_id']},{t['transformer_id']},"
+                    f"{c['kind']},{c['tariff_per_kwh']},{t['rating_kva']},{t['feeder_id']},"
+                    f"{feeder[t['feeder_id']]['region_id']}")
+    return "\n".join(rows) + "\n"
+
+
+def test_topology_import_takes_the_mdm_csv(client: httpx.Client, seeded: Seed) -> None:
+    admin = auth(seeded.tokens["admin"])
+    text = _grid_csv(seeded.grid_doc)
+    csv_headers = {**admin, "content-type": "text/csv; charset=utf-8"}
+    res = client.post("/v1/topology/import?currency=GBP", content=text.encode(), headers=csv_headers)
+    assert res.status_code == 200, res.text
+    assert res.json()["customers"] == 12 and res.json()["transformers"] == 3
+    meter = seeded.grid_doc["customers"][0]["meter_id"]
+    with psycopg.connect(seeded.dsn) as conn:
+        row = conn.execute("SELECT c.currency, m.gateway_id FROM meters m JOIN customers c"
+                           " USING (customer_id) WHERE m.meter_id = %s", [meter]).fetchone()
+    assert row == ("GBP", None)  # the CSV's currency; no addressing in an MDM export
+    # a bad CSV is refused with its line; another media type is a 415 that names both
+    bad = client.post("/v1/topology/import", content=text.replace(",residential,", ",martian,", 1)
+                      .encode(), headers=csv_headers)
+    assert bad.status_code == 422 and any(
+        e["line"] == 2 and "kind must be one of" in e["msg"] for e in bad.json()["errors"]), bad.text
+    xml = client.post("/v1/topology/import", content=b"<grid/>",
+                      headers={**admin, "content-type": "application/xml"})
+    assert xml.status_code == 415 and "text/csv" in xml.json()["detail"]
+    # the JSON document puts the addressing back (re-import is an upsert)
+    assert client.post("/v1/topology/import", json=seeded.grid_doc, headers=admin).status_code == 200
+    with psycopg.connect(seeded.dsn) as conn:
+        again = conn.execute("SELECT gateway_id FROM meters WHERE meter_id = %s", [meter]).fetchone()
+    assert again is not None and again[0] is not None
+
+
 @pytest.mark.parametrize(("body", "says"), [
     ("phases", "phases must be one of 1, 3"),
     ("length", "length_km must be <="),
