@@ -326,13 +326,7 @@ def _suspects(
     score = sc.combine(ev)
     # own estimate: rolled-back register + shortfall over the change-point segment
     rollback_wh = -np.where((flags & ki.FLAG_ROLLBACK) != 0, np.minimum(imp, 0.0), 0.0).sum(1)
-    n_t = net.shape[1]
-    t_idx = np.arange(n_t)[None, :]
-    a = np.where(cp[:, 3] >= 0, cp[:, 3] * block, n_t)[:, None]
-    e = np.where(cp[:, 4] >= 0, cp[:, 4] * block, 0)[:, None]
-    inside = (t_idx >= a) & (t_idx < e)
-    level_out = _level_outside(e, peer, inside)
-    gap = np.where(inside, np.maximum(level_out[:, None] * peer - e, 0.0), 0.0)
+    gap = segment_shortfall(e, peer, cp, block)
     fired = ev[:, 4] > 0.5
     estimate = rollback_wh + np.where(fired, np.nansum(gap, axis=1), 0.0)
     allocated = sc.allocate(ntl, topo.tx_of, score, estimate)
@@ -348,6 +342,22 @@ def _suspects(
     sel = (strongest == 5) & (pdv[:, 1] >= 0)
     period[sel, 0], period[sel, 1] = pdv[sel, 1] * day, (pdv[sel, 1] + 1) * day - 1
     return sc.Suspects(score, ev, raw, estimate, allocated, period)
+
+
+def segment_shortfall(e: np.ndarray, peer: np.ndarray, cp: np.ndarray, block: int) -> np.ndarray:
+    """(N, T) Wh each meter fell short of its own level inside its change-point segment:
+    max(0, L_out x peer_t - e_t) for t in the segment (`cp` columns 3, 4: first and end block),
+    0 outside it and where e or peer is missing. L_out is the meter's level against its peers
+    outside the segment."""
+    n_t = e.shape[1]
+    t_idx = np.arange(n_t)[None, :]
+    first = np.where(cp[:, 3] >= 0, cp[:, 3] * block, n_t)[:, None]
+    end = np.where(cp[:, 4] >= 0, cp[:, 4] * block, 0)[:, None]
+    inside = (t_idx >= first) & (t_idx < end)
+    level_out = _level_outside(e, peer, inside)
+    with np.errstate(invalid="ignore"):
+        gap = np.where(inside, np.maximum(level_out[:, None] * peer - e, 0.0), 0.0)
+    return np.nan_to_num(gap, nan=0.0)
 
 
 def _level_outside(net: np.ndarray, peer: np.ndarray, inside: np.ndarray) -> np.ndarray:
