@@ -320,6 +320,12 @@ def _suspects(
     # attribution to a customer whose data did not change that day is the regression's, not its
     raw["observer_own_change"] = ko_obs.own_change_at(net, obs.start, day)
     raw["balance_timing"], _stat, _when = ko_obs.timing_match(net, topo.tx_of, change_days, day)
+    # a drop the balance meter did not see as loss is a customer using less, not a theft: on
+    # real households most strong change points are holidays and new habits (docs/analytics.md)
+    has_segment = cp[:, 3] >= 0
+    raw["change_point_balance"] = ko_obs.balance_agreement(
+        ntl_clean, topo.tx_of, segment_mask(cp, block, net.shape[1]),
+        segment_shortfall(e, peer, cp, block, clip=False), has_segment, day)
     for name in inputs.unavailable(topo.has_pv):
         raw[name] = np.full(len(net), np.nan)  # not computed: no evidence, never a zero reading
     ev = sc.evidence(raw)
@@ -344,19 +350,27 @@ def _suspects(
     return sc.Suspects(score, ev, raw, estimate, allocated, period)
 
 
-def segment_shortfall(e: np.ndarray, peer: np.ndarray, cp: np.ndarray, block: int) -> np.ndarray:
-    """(N, T) Wh each meter fell short of its own level inside its change-point segment:
-    max(0, L_out x peer_t - e_t) for t in the segment (`cp` columns 3, 4: first and end block),
-    0 outside it and where e or peer is missing. L_out is the meter's level against its peers
-    outside the segment."""
-    n_t = e.shape[1]
+def segment_mask(cp: np.ndarray, block: int, n_t: int) -> np.ndarray:
+    """(N, T) bool: the intervals of each meter's change-point segment (`cp` columns 3, 4:
+    first and end block; none where -1)."""
     t_idx = np.arange(n_t)[None, :]
     first = np.where(cp[:, 3] >= 0, cp[:, 3] * block, n_t)[:, None]
     end = np.where(cp[:, 4] >= 0, cp[:, 4] * block, 0)[:, None]
-    inside = (t_idx >= first) & (t_idx < end)
+    return (t_idx >= first) & (t_idx < end)
+
+
+def segment_shortfall(e: np.ndarray, peer: np.ndarray, cp: np.ndarray, block: int, *,
+                      clip: bool = True) -> np.ndarray:
+    """(N, T) Wh each meter fell short of its own level inside its change-point segment:
+    max(0, L_out x peer_t - e_t) for t in the segment (`segment_mask`), 0 outside it and where
+    e or peer is missing. L_out is the meter's level against its peers outside the segment.
+    `clip=False` keeps the intervals above the level as negative shortfall: the net energy a
+    report that only moves consumption in time (a flat or reversed day) does not miss."""
+    inside = segment_mask(cp, block, e.shape[1])
     level_out = _level_outside(e, peer, inside)
     with np.errstate(invalid="ignore"):
-        gap = np.where(inside, np.maximum(level_out[:, None] * peer - e, 0.0), 0.0)
+        short = level_out[:, None] * peer - e
+        gap = np.where(inside, np.maximum(short, 0.0) if clip else short, 0.0)
     return np.nan_to_num(gap, nan=0.0)
 
 

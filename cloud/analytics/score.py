@@ -83,6 +83,11 @@ def outlier(x: np.ndarray) -> np.ndarray:
     return _logistic(robust_z(x), Z_MID, Z_WIDTH)
 
 
+def change_point_evidence(z: np.ndarray, drop: np.ndarray) -> np.ndarray:
+    """The change point's own evidence, before the balance meter's agreement."""
+    return _logistic(z, 6.0, 1.0) * _ramp(drop, 0.15, 0.4)  # type: ignore[no-any-return]  # numpy stubs: Any, as in _ramp
+
+
 def evidence(raw: dict[str, np.ndarray]) -> np.ndarray:
     """(N, K) evidence in [0, 1] from raw indicator values keyed as in INDICATOR_NAMES
     (`change_point` needs `change_point_drop` too). The pattern indicators are gated by
@@ -94,7 +99,9 @@ def evidence(raw: dict[str, np.ndarray]) -> np.ndarray:
         _ramp(raw["neutral"], 0.0, 0.05),
         # not population-gated: a drop against the peers is already a z-score, and the gate
         # cost the simulator's proportional thieves (h1, h3) their rank
-        _logistic(raw["change_point"], 6.0, 1.0) * _ramp(raw["change_point_drop"], 0.15, 0.4),
+        # x the balance meter's agreement that the drop is missing energy (1 where none)
+        change_point_evidence(raw["change_point"], raw["change_point_drop"])
+        * np.nan_to_num(raw.get("change_point_balance", np.ones(len(raw["change_point"]))), nan=1.0),
         _logistic(raw["peer_dev"], 0.8, 0.05) * outlier(raw["peer_dev"]),
         _logistic(raw["localisation"], 0.25, 0.03) * outlier(raw["localisation"]),
         _ramp(raw["comms_drop"], 0.3, 0.7),

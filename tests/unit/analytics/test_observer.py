@@ -91,3 +91,43 @@ def test_the_outlier_gate_is_calibrated_on_the_population() -> None:
     assert gate[0] > 0.99
     assert (gate[1:] > 0.5).mean() < 0.02
     assert np.isnan(sc.robust_z(np.full(3, np.nan))).all()
+
+
+def test_balance_agreement_tells_a_theft_from_a_customer_who_uses_less() -> None:
+    """Customers 0 and 1 both drop by 100 Wh per interval from day 15: the thief's (on
+    transformer 0) appear in its loss series, the honest customer's (on transformer 1) do not:
+    it draws less."""
+    rng = np.random.default_rng(5)
+    days, t = 30, 30 * DAY
+    loss = rng.normal(200.0, 30.0, (2, t))
+    loss[0, 15 * DAY:] += 100.0  # what the thief (customer 0) no longer reports
+    inside = np.zeros((5, t), bool)
+    inside[:, 15 * DAY:] = True
+    short = np.where(inside, 100.0, 0.0)
+    short[2] = np.where(inside[2], 0.5, 0.0)  # a drop far below the loss noise: cannot judge
+    # a day only moved in time: short above and below the level, netting to 0
+    moved = np.tile(np.r_[np.full(DAY // 2, 80.0), np.full(DAY // 2, -80.0)], days)
+    short[3] = np.where(inside[3], moved, 0.0)
+    tx = np.array([0, 1, 1, 1, 0])
+    got = ko.balance_agreement(loss, tx, inside, short, np.ones(5, bool), DAY)
+    assert got[0] == pytest.approx(1.0)
+    assert got[1] < 1e-6  # the same drop, but the balance saw no energy go missing
+    assert got[2] > 0.9 and got[3] > 0.99  # cannot tell / nothing claimed missing: no veto
+    # the limit, documented: an honest customer that drops with a thief on its transformer
+    # is lent the thief's step (customer 4); the observer's joint fit tells those apart
+    assert got[4] == pytest.approx(1.0)
+    # without a usable loss series, or not a candidate: not judged (NaN, no veto in the score)
+    none = ko.balance_agreement(np.full((2, t), np.nan), tx, inside, short, np.ones(5, bool), DAY)
+    assert np.isnan(none).all()
+    assert np.isnan(ko.balance_agreement(loss, tx, inside, short, np.zeros(5, bool), DAY)).all()
+
+
+def test_an_honest_drop_loses_its_change_point_evidence_and_a_theft_keeps_it() -> None:
+    raw = {k: np.zeros(2) for k in ("flags", "export_no_pv", "bypass", "neutral", "peer_dev",
+                                    "localisation", "comms_drop", "observer", "balance_timing")}
+    raw |= {"change_point": np.array([12.0, 12.0]), "change_point_drop": np.array([0.5, 0.5]),
+            "change_point_balance": np.array([1.0, 0.0])}
+    ev = sc.evidence(raw)
+    assert ev[0, 4] > 0.99 and ev[1, 4] == 0.0
+    raw["change_point_balance"] = np.array([np.nan, np.nan])  # no balance meter: not judged
+    assert (sc.evidence(raw)[:, 4] > 0.99).all()
