@@ -54,7 +54,8 @@ sys.path.insert(0, str(REPO))
 from bench._common import add_json_arg, write_json  # noqa: E402  (after sys.path)
 from cloud.analytics import pipeline  # noqa: E402
 from cloud.analytics.batch import analyze  # noqa: E402
-from cloud.analytics.feed import Feed, MeterArrays, Topology  # noqa: E402
+from cloud.analytics.feed import PER_METER, Feed, MeterArrays, Topology  # noqa: E402
+from cloud.analytics.fetch import FLOATS  # noqa: E402
 from cloud.analytics.warmup import warm_up  # noqa: E402
 from cloud.store.copy_binary import Col, encode  # noqa: E402
 from cloud.store.migrate import migrate  # noqa: E402
@@ -89,7 +90,7 @@ def write_feed(conn: psycopg.Connection, feed: Feed, batch: int, balance_ids: di
         m = arr.present.shape[0]
         rows, cols = np.nonzero(arr.present)
         vals = {"meter": rows + off, "ts": (feed.t0_s + cols * feed.step_s).astype(np.int64) * 1_000_000}
-        for f in ("import_wh", "export_wh", "import_varh", "export_varh", "i_n", "p_w", "q_var"):
+        for f in PER_METER:
             vals[f] = getattr(arr, f)[rows, cols]
         for ph in range(3):
             vals[f"v_l{ph + 1}"] = arr.v[rows, cols, ph]
@@ -100,8 +101,7 @@ def write_feed(conn: psycopg.Connection, feed: Feed, batch: int, balance_ids: di
         off += m
     v = {key: np.concatenate(p) for key, p in parts.items()}
     n = len(v["ts"])
-    floats = ["import_wh", "export_wh", "import_varh", "export_varh", "v_l1", "v_l2", "v_l3",
-              "i_l1", "i_l2", "i_l3", "i_n", "p_w", "q_var"]
+    floats = list(FLOATS)
     cols_ = [Col("meter_id", "text", v["meter"].astype(np.int64), dictionary=tuple(i.encode() for i in ids)),
              Col("ts", "timestamptz", v["ts"]),
              *[Col(f, "float8", v[f], missing=np.isnan(v[f])) for f in floats],

@@ -43,9 +43,9 @@ sys.path.insert(0, str(REPO))
 
 from bench import ingest_e2e as e2e  # noqa: E402  (after sys.path)
 from bench._common import add_json_arg, write_json  # noqa: E402
+from protocols.reading import MEASURED_FIELDS  # noqa: E402
 
-FIELDS = ("import_wh", "export_wh", "import_varh", "export_varh", "v_l1", "v_l2", "v_l3",
-          "i_l1", "i_l2", "i_l3", "i_n", "p_w", "q_var", "pf", "freq_hz")
+FIELDS = MEASURED_FIELDS
 TABLE = (f"CREATE TABLE naive_readings (meter_id text NOT NULL, ts timestamptz NOT NULL, "
          f"{', '.join(f + ' float8' for f in FIELDS)}, UNIQUE (meter_id, ts))")
 INSERT = (f"INSERT INTO naive_readings (meter_id, ts, {', '.join(FIELDS)}) VALUES "

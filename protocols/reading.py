@@ -68,3 +68,12 @@ class Reading:
 MEASURED_FIELDS: tuple[str, ...] = tuple(
     f.name for f in fields(Reading) if f.name not in ("meter_id", "ts_ms", "status", "quality")
 )
+# Groups of them that code treats alike; every other list of fields is derived from these.
+# Cumulative registers: they only grow, an interval's energy is the difference of two readings.
+REGISTERS: tuple[str, ...] = ("import_wh", "export_wh", "import_varh", "export_varh")
+PHASE_VOLTAGES: tuple[str, ...] = ("v_l1", "v_l2", "v_l3")
+PHASE_CURRENTS: tuple[str, ...] = ("i_l1", "i_l2", "i_l3")
+# Instantaneous (or interval-mean) values measured once per meter, not per phase.
+SCALARS: tuple[str, ...] = tuple(
+    f for f in MEASURED_FIELDS if f not in (*REGISTERS, *PHASE_VOLTAGES, *PHASE_CURRENTS))
+assert set(REGISTERS + PHASE_VOLTAGES + PHASE_CURRENTS) <= set(MEASURED_FIELDS)

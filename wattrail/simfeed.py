@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from cloud.analytics.feed import Feed, Topology, empty_arrays
+from cloud.analytics.feed import PER_METER, Feed, Topology, empty_arrays
 from firmware_sim.faults import Action, FaultPlan
 from firmware_sim.grid import CUSTOMER_KINDS
 from firmware_sim.physics import neutral_current
@@ -115,7 +115,7 @@ def sample(sim: Simulation, step_s: int, n_instants: int, faults: FaultPlan | No
 def blank_missing(a: Any) -> None:
     """Missing is missing: a poll that failed has no values at all."""
     gone = ~a.present
-    for name in ("import_wh", "export_wh", "import_varh", "export_varh", "i_n", "p_w", "q_var"):
+    for name in PER_METER:
         getattr(a, name)[gone] = np.nan
     a.v[gone] = np.nan
     a.i[gone] = np.nan

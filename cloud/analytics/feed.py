@@ -15,6 +15,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from protocols.reading import REGISTERS, SCALARS
+
+# The measured fields a MeterArrays holds one (M, K) array of, named as in `readings`: the
+# registers and the per-meter scalars the loss and theft analytics use (the power factor and
+# frequency are not among them); the phase values are the (M, K, 3) arrays `v` and `i`.
+PER_METER: tuple[str, ...] = (*REGISTERS, *(f for f in SCALARS if f not in ("pf", "freq_hz")))
+
 
 @dataclass
 class MeterArrays:

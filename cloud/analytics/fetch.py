@@ -37,8 +37,8 @@ import psycopg
 from psycopg import sql
 
 from cloud.analytics.copy_rows import PG_EPOCH_US, FixedRowDecoder
-from cloud.analytics.feed import Feed, MeterArrays, Topology, empty_arrays
-from protocols.reading import Quality
+from cloud.analytics.feed import PER_METER, Feed, MeterArrays, Topology, empty_arrays
+from protocols.reading import MEASURED_FIELDS, REGISTERS, Quality
 
 # Class index order: the simulator's CUSTOMER_KINDS first (same indices as simfeed gives), any
 # other class in the archive after them, sorted.
@@ -46,11 +46,12 @@ CLASSES = ("residential", "commercial", "industrial")
 # Register wrap by model: IEEE float registers (Eastron) do not wrap; EM24 int32 x 100 Wh stays
 # below 2**31 by its range; SunSpec acc32 Wh (scale factor 0 in our map) wraps at 2**32.
 MODULUS_BY_MODEL: dict[str, float] = {"sdm630": 0.0, "sdm120": 0.0, "em24": 0.0, "sunspec203": 2.0**32}
-FLOATS = ("import_wh", "export_wh", "import_varh", "export_varh", "v_l1", "v_l2", "v_l3",
-          "i_l1", "i_l2", "i_l3", "i_n", "p_w", "q_var")
+# every measured field but the power factor and frequency, which the loss and theft analytics
+# do not use (they are derived from, or independent of, what they read)
+FLOATS = tuple(f for f in MEASURED_FIELDS if f not in ("pf", "freq_hz"))
 FIELDS = [("idx", "int4"), ("ts", "timestamptz"), *[(f, "float8") for f in FLOATS],
           ("status", "int4"), ("quality", "int2")]
-_REGISTERS = ("import_wh", "export_wh", "import_varh", "export_varh")
+_REGISTERS = REGISTERS
 _NOT_READINGS = (int(Quality.COMMS_LOST), int(Quality.DECODE_ERROR))
 
 _COPY = (
@@ -235,7 +236,7 @@ class _Snapper:
             arr.offset_s.reshape(-1)[f] = np.floor_divide(d[rows], 1_000_000)
 
     def _put(self, arr: MeterArrays, role: int, f: np.ndarray, r: np.ndarray) -> None:
-        for name in (*_REGISTERS, "i_n", "p_w", "q_var"):
+        for name in PER_METER:
             getattr(arr, name).reshape(-1)[f] = r[name]
         v, i = arr.v.reshape(-1, 3), arr.i.reshape(-1, 3)
         for ph in range(3):

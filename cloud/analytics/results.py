@@ -27,6 +27,7 @@ from cloud.analytics.checks import KernelInputError
 from cloud.analytics.feed import Feed
 from cloud.analytics.pipeline import Report
 from cloud.analytics.score import INDICATOR_NAMES, WEIGHTS
+from protocols.reading import REGISTERS
 
 MIN_COMPLETENESS = 0.95  # kernels_balance.energy_balance's default, recorded with each run
 
@@ -173,7 +174,7 @@ def feed_digest(feed: Feed) -> bytes:
                  "tariff_per_kwh", "rating_va", "no_load_w", "load_loss_w"):
         h.update(np.ascontiguousarray(getattr(topo, name)).tobytes())
     for arr in (feed.customers, feed.balance, feed.feeders):
-        for name in ("import_wh", "export_wh", "import_varh", "export_varh", "v", "i", "i_n",
-                     "p_w", "q_var", "status", "present", "modulus_wh", "polled", "offset_s"):
+        for name in (*REGISTERS, "v", "i", "i_n", "p_w", "q_var", "status", "present", "modulus_wh",
+                     "polled", "offset_s"):
             h.update(np.ascontiguousarray(getattr(arr, name)).tobytes())
     return h.digest()

@@ -9,6 +9,7 @@ from collections import Counter
 from dataclasses import dataclass
 
 from cloud.store.errors import Problem
+from protocols.reading import MEASURED_FIELDS, REGISTERS
 
 # Roles the tokenizer knows (csv_kernel.py uses the same numbers).
 ROLE_ID, ROLE_TS, ROLE_FLOAT, ROLE_INT = 1, 2, 3, 4
@@ -18,10 +19,9 @@ LENGTH_COLUMNS = ("interval_end", "interval_minutes", "interval_seconds")
 # Optional per-interval values, stored on the reading at the interval's end. Voltages and
 # currents are the interval's mean RMS values; p_w and q_var its mean active and reactive
 # power (signed: positive is import), pf its mean power factor, freq_hz its mean frequency.
-OPTIONAL_FLOATS = ("export_wh", "import_varh", "export_varh", "v_l1", "v_l2", "v_l3", "i_l1", "i_l2",
-                   "i_l3", "i_n", "p_w", "q_var", "pf", "freq_hz")
+OPTIONAL_FLOATS = tuple(f for f in MEASURED_FIELDS if f != "import_wh")
 # interval energies the import cumulates into registers, like import_wh (cumulative.py)
-CUMULATIVE = ("export_wh", "import_varh", "export_varh")
+CUMULATIVE = tuple(f for f in REGISTERS if f != "import_wh")
 _ROLES = {"meter_id": ROLE_ID, "interval_start": ROLE_TS, "interval_end": ROLE_TS,
           "interval_minutes": ROLE_INT, "interval_seconds": ROLE_INT, "import_wh": ROLE_FLOAT,
           **{name: ROLE_FLOAT for name in OPTIONAL_FLOATS}}

@@ -33,6 +33,7 @@ from cloud.store.csv_kernel import (
 )
 from cloud.store.errors import Problem
 from cloud.store.import_limits import MAX_POWER_W, TimeWindow, iso, max_interval_wh
+from protocols.reading import PHASE_CURRENTS, PHASE_VOLTAGES, REGISTERS
 
 MAX_PROBLEMS = 1000  # kept with their details; the total is always counted
 _FIELD_MESSAGES = {
@@ -44,9 +45,8 @@ _FIELD_MESSAGES = {
 # export_wh, when the column is there, is cumulated like import_wh, so a gap would shift every
 # later register value: it must be given on every row. Voltages and currents may be empty.
 _REQUIRED = ("meter_id", "interval_start", "interval_end", "interval_minutes", "interval_seconds",
-             "import_wh", "export_wh", "import_varh", "export_varh")
-_NONNEGATIVE = ("import_wh", "export_wh", "import_varh", "export_varh", "v_l1", "v_l2", "v_l3",
-                "i_l1", "i_l2", "i_l3", "i_n")
+             *REGISTERS)
+_NONNEGATIVE = (*REGISTERS, *PHASE_VOLTAGES, *PHASE_CURRENTS, "i_n")
 # mean powers are signed (positive is import) and at most MAX_POWER_W either way
 _POWER = ("p_w", "q_var")
 # closed ranges outside which a value is a unit or sign mix-up, not a measurement: a power
@@ -56,7 +56,7 @@ _RANGES = {"pf": (-1.0, 1.0, "a power factor lies in [-1, 1]"),
            "freq_hz": (40.0, 70.0, "a grid frequency in Hz lies in [40, 70] (50 or 60 Hz "
                                    "grids); check the unit (Hz, not mHz)")}
 # at most MAX_POWER_W x the interval (import_limits.py); reactive energy has the same bound
-_ENERGY = ("import_wh", "export_wh", "import_varh", "export_varh")
+_ENERGY = REGISTERS
 _SHOW_CHARS = 40  # a value quoted in a message is cut there (a 5000-digit number is one line)
 
 
