@@ -57,8 +57,8 @@ from cloud.analytics.batch import analyze  # noqa: E402
 from cloud.analytics.feed import PER_METER, Feed, MeterArrays, Topology  # noqa: E402
 from cloud.analytics.fetch import FLOATS  # noqa: E402
 from cloud.analytics.warmup import warm_up  # noqa: E402
-from cloud.store.copy_binary import Col, encode  # noqa: E402
 from cloud.store.migrate import migrate  # noqa: E402
+from cloud.store.pgcopy.encode import Col, encode  # noqa: E402
 from cloud.store.topology import import_topology  # noqa: E402
 from firmware_sim.grid_file import write_grid  # noqa: E402
 from firmware_sim.serve import DEFAULT_START_S, build_simulation  # noqa: E402

@@ -35,7 +35,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.asymmetric.types import CertificatePublicKeyTypes
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from security.agent_id import RESERVED_PREFIX, validate_agent_id
+from protocols.topics import RESERVED_PREFIX, check_agent_id
 from security.key_certificate import OID_ENVELOPE_SIGNING, OID_FROM_SEQ, der_uint, key_certificate
 from security.keyring import KeyCertificate
 from security.keys import key_id, save_private_key, write_private_file
@@ -132,7 +132,7 @@ def init_ca(directory: Path, *, name: str = "Wattrail device CA", days: int = 36
 def issue_agent(directory: Path, agent_id: str, *, days: int = 365, from_seq: int = 1,
                 now: dt.datetime | None = None) -> AgentCredentials:
     """Issue (or re-issue, rotating the signing key from `from_seq`) an agent's credentials."""
-    validate_agent_id(agent_id)
+    check_agent_id(agent_id)
     directory = Path(directory)
     ca_key, ca_cert = _load_ca(directory)
     start, out = _now(now), directory / "agents" / agent_id

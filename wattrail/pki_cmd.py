@@ -45,7 +45,7 @@ def issue_agent_cmd(
 ) -> None:
     """Issue an agent identity: a TLS key + certificate (CN = agent id) for the broker and an
     Ed25519 signing key with a certificate binding it to the agent id, key id and validity."""
-    from security.agent_id import InvalidAgentId
+    from protocols.topics import InvalidAgentId
     from security.pki import PkiError, issue_agent
 
     try:

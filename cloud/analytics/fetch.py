@@ -9,7 +9,7 @@ Theory of operation:
 - Readings: ONE binary `COPY (SELECT ...) TO STDOUT` over `readings` for every meter of the
   feed (customers, balance, feeder heads), joined to the id list so each row carries its array
   row as an int4. Floats are `coalesce`d to NaN so every row has one fixed width and decodes
-  with `np.frombuffer` (copy_rows.py), in batches, scattered straight into the Feed arrays.
+  with `np.frombuffer` (`cloud/store/pgcopy/decode.py`), in batches, scattered straight into the Feed arrays.
   Rollup tables are not used: the kernels need voltages, currents and status, which rollups do
   not keep, and the interval kernel must see rollbacks/rollovers that rollups discard.
 - Snapping: instant k is t0 + k*step. A reading belongs to its nearest instant if it lies within
@@ -36,8 +36,8 @@ import numpy as np
 import psycopg
 from psycopg import sql
 
-from cloud.analytics.copy_rows import PG_EPOCH_US, FixedRowDecoder
 from cloud.analytics.feed import PER_METER, Feed, MeterArrays, Topology, empty_arrays
+from cloud.store.pgcopy.decode import PG_EPOCH_US, FixedRowDecoder
 from protocols.reading import MEASURED_FIELDS, REGISTERS, Quality
 
 # Class index order: the simulator's CUSTOMER_KINDS first (same indices as simfeed gives), any

@@ -23,7 +23,7 @@ from cloud.analytics import results as res
 from cloud.analytics.feed import Feed
 from cloud.analytics.pipeline import Report
 from cloud.analytics.score import INDICATOR_NAMES
-from cloud.store.copy_binary import Col, encode
+from cloud.store.pgcopy.encode import Col, encode
 
 _PG = {"text": 'text COLLATE "C"', "float8": "float8", "int8": "int8", "int4": "int4",
        "int2": "int2", "timestamptz": "timestamptz"}

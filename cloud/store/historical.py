@@ -35,11 +35,11 @@ import numpy as np
 import psycopg
 from psycopg.copy import QueuedLibpqWriter
 
-from cloud.store.copy_binary import Col, encode
 from cloud.store.csv_format import CUMULATIVE
 from cloud.store.cumulative import RegisterSeries, register_problems, to_register_series
 from cloud.store.errors import Problem, ReadingsValidationError
 from cloud.store.import_limits import TimeWindow
+from cloud.store.pgcopy.encode import Col, encode
 from cloud.store.readings_csv import MAX_PROBLEMS, ParsedReadings, parse_readings_csv
 from cloud.store.rollups import refresh_rollups
 

@@ -11,7 +11,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from protocols.envelope import GENESIS_PREV_HASH, ClockStatus, Payload, encode_payload
-from security.agent_id import InvalidAgentId, validate_agent_id
+from protocols.topics import InvalidAgentId, check_agent_id
 from security.chain import ChainState
 from security.key_certificate import KeyCertificateError, der_uint, key_certificate, load_keyring
 from security.keys import key_id, load_private_key, sign_envelope
@@ -99,7 +99,7 @@ def test_refuses_agent_ids_that_are_not_safe_topic_levels(ca_dir, agent_id):
 
 @pytest.mark.parametrize("agent_id", ["agent-1", "feeder7.tx-12_m", "wattrail", "X9", "x" * 64])
 def test_accepts_ordinary_agent_ids(agent_id):
-    assert validate_agent_id(agent_id) == agent_id
+    assert check_agent_id(agent_id) == agent_id
 
 
 def test_init_ca_refuses_to_overwrite_and_issue_needs_a_ca(ca_dir, tmp_path):

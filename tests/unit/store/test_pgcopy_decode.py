@@ -6,8 +6,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from cloud.analytics.copy_rows import CopyFormatError, FixedRowDecoder
-from cloud.store.copy_binary import Col, encode
+from cloud.store.pgcopy.decode import CopyFormatError, FixedRowDecoder
+from cloud.store.pgcopy.encode import Col, encode
 
 FIELDS = [("idx", "int4"), ("ts", "timestamptz"), ("x", "float8"), ("q", "int2")]
 

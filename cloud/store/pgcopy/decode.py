@@ -5,7 +5,7 @@ value in network byte order. When no field can be NULL and every type has a fixe
 query `coalesce`s floats to 'NaN', which float8 can carry), every row has the same layout, so a
 buffer of rows *is* a NumPy structured array: `np.frombuffer` reads millions of rows at memory
 speed. Rows arrive in chunks that do not respect row boundaries; `FixedRowDecoder` keeps the
-partial row for the next chunk. (cloud/store/copy_binary.py is the encoding counterpart.)
+partial row for the next chunk. (`encode.py` beside it is the encoding counterpart.)
 """
 
 from __future__ import annotations
