@@ -18,6 +18,7 @@ from cloud.analytics import kernels_quality as kq
 from cloud.analytics import kernels_theft_meter as ktm
 from cloud.analytics import kernels_theft_pattern as ktp
 from cloud.analytics import score as sc
+from cloud.analytics.derived import Derived, derive
 from cloud.analytics.feed import Feed, MeterArrays
 from protocols.reading import MeterStatus
 
@@ -152,6 +153,7 @@ class Report:
     outages: ko.Outages
     region_wh: np.ndarray  # (R, T)
     forecast_error: list[dict[str, float]]  # per region, Holt-Winters on the last day held out
+    derived: Derived  # per-interval NTL sigma, region balance, profile and forecast
     inputs: Inputs | None = None
     notes: tuple[str, ...] = ()  # what the data lacked and what the run assumed instead
 
@@ -259,6 +261,7 @@ def run(feed: Feed, *, block: int = 24, day: int = 96) -> Report:
                    polled=c.polled),
         region_wh,
         errors,
+        derive(topo, net, bal, tech_wh, feeder_bal, region_wh, day),
         inputs,
         tuple(inputs.notes(topo.has_pv)),
     )

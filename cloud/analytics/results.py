@@ -7,10 +7,10 @@ What store_results.py writes, computed here so it can be checked without a serve
   technical loss, NTL and revenue at risk are sums over their transformers (sigma in
   quadrature: transformers' errors are independent), so the MV line loss stays visible as
   loss - technical - NTL instead of being called theft;
-- per-interval NTL sigma with the pipeline's error model applied to each interval alone;
+- per-interval NTL sigma and the region balance, as the pipeline computed them (derived.py);
 - the suspect ranking (score descending, ties by meter id) and each meter's strongest reason;
-- regional daily totals, profile and a next-day Holt-Winters forecast.
-Every function is deterministic: the same Feed and Report give the same rows.
+- regional daily totals, profile and the next-day Holt-Winters forecast of the report.
+Every function is deterministic and runs no kernel: the same Feed and Report give the same rows.
 """
 
 from __future__ import annotations
@@ -21,15 +21,15 @@ from dataclasses import dataclass
 import numpy as np
 
 from cloud.analytics import kernels_balance as kb
-from cloud.analytics import kernels_forecast as kf
 from cloud.analytics import kernels_loss as kl
-from cloud.analytics.checks import KernelInputError
+from cloud.analytics.derived import MIN_COMPLETENESS
 from cloud.analytics.feed import Feed
 from cloud.analytics.pipeline import Report
 from cloud.analytics.score import INDICATOR_NAMES, WEIGHTS
 from protocols.reading import REGISTERS
 
-MIN_COMPLETENESS = 0.95  # kernels_balance.energy_balance's default, recorded with each run
+__all__ = ["MIN_COMPLETENESS", "LevelLoss", "RegionSummary", "feed_digest", "loss_levels",
+           "region_summaries", "strongest", "suspect_ranking"]
 
 
 @dataclass(frozen=True)
@@ -55,11 +55,8 @@ def loss_levels(feed: Feed, rep: Report) -> list[LevelLoss]:
     n_tx, n_fd, n_rg = len(topo.transformer_ids), len(topo.feeder_ids), len(topo.region_ids)
     tariff = np.bincount(topo.tx_of, weights=topo.tariff_per_kwh, minlength=n_tx) / np.maximum(
         np.bincount(topo.tx_of, minlength=n_tx), 1)
-    cust_sq, _ = kb.group_sum_rows(np.ascontiguousarray(np.nan_to_num(rep.net_wh) ** 2), topo.tx_of, n_tx)
     b = rep.balance
-    _, sigma_i = kl.ntl_with_uncertainty(*(np.ascontiguousarray(a.ravel()) for a in (
-        b.loss_wh, rep.technical_wh, b.input_wh, cust_sq)))
-    sigma_i = np.where(np.isnan(b.loss_wh), np.nan, sigma_i.reshape(b.loss_wh.shape))
+    sigma_i = rep.derived.ntl_sigma_series_wh
     tx_period_tech = b.period_loss_wh - rep.ntl_wh
     tx_ntl_i = rep.ntl_series_wh
     tx = _level("transformer", topo.transformer_ids, b, rep.technical_wh, tx_ntl_i, sigma_i,
@@ -75,13 +72,7 @@ def loss_levels(feed: Feed, rep: Report) -> list[LevelLoss]:
 
     fd = rolled(topo.feeder_of_tx, n_fd, rep.feeder_balance, topo.feeder_ids, "feeder")
     region_of_tx = np.ascontiguousarray(topo.region_of_feeder[topo.feeder_of_tx])
-    f_in = rep.feeder_balance.input_wh
-    s, c = kb.group_sum_rows(np.ascontiguousarray(f_in), topo.region_of_feeder, n_rg)
-    heads = np.bincount(topo.region_of_feeder, minlength=n_rg)[:, None]
-    r_in = np.where((c == heads) & (heads > 0), s, np.nan)
-    region_of_meter = np.ascontiguousarray(region_of_tx[topo.tx_of])
-    r_bal = kb.energy_balance(r_in, rep.net_wh, region_of_meter, min_completeness=MIN_COMPLETENESS)
-    rg = rolled(region_of_tx, n_rg, r_bal, topo.region_ids, "region")
+    rg = rolled(region_of_tx, n_rg, rep.derived.region_balance, topo.region_ids, "region")
     return [tx, fd, rg]
 
 
@@ -143,17 +134,13 @@ def _opt(x: float) -> float | None:
 
 def region_summaries(rep: Report, day: int) -> list[RegionSummary]:
     out = []
-    prof = kf.profile(np.ascontiguousarray(rep.region_wh), day) if rep.region_wh.size else None
+    prof = rep.derived.region_profile_wh
     for r, y in enumerate(rep.region_wh):
         t = len(y)
         peak = int(np.nanargmax(y)) if np.isfinite(y).any() else None
         daily = [float(np.nansum(y[d * day:(d + 1) * day])) for d in range(t // day)]
-        fc: list[float | None] | None = None
-        if t >= 2 * day:
-            try:
-                fc = _clean(kf.holt_winters(np.ascontiguousarray(y), day, day))
-            except KernelInputError:  # first day all NaN: no forecast rather than a wrong one
-                fc = None
+        forecast = rep.derived.region_forecast_wh[r]
+        fc = None if forecast is None else _clean(forecast)
         err = rep.forecast_error[r]
         out.append(RegionSummary(
             float(np.nansum(y)), None if peak is None else float(y[peak]), peak,
