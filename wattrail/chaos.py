@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any
 import psycopg
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from cloud.store import readings_sql
 from protocols.envelope import GENESIS_PREV_HASH, ClockStatus, Payload, encode_payload, envelope_hash
 from protocols.reading import Reading
 from security.keyring import KeyCertificate
@@ -255,7 +256,7 @@ def check(dsn: str, signed: dict[str, list[bytes]], readings_per_env: int, r: Re
     with psycopg.connect(dsn) as c:
         stored_sha = {bytes(s) for (s,) in c.execute("SELECT sha256 FROM envelopes")}
         total, distinct = c.execute(  # type: ignore[misc]
-            "SELECT count(*), count(DISTINCT (meter_id, ts)) FROM readings").fetchone()
+            readings_sql.COUNT_AND_DISTINCT_KEYS).fetchone()
         gaps = c.execute("SELECT coalesce(sum(g), 0) FROM (SELECT max(seq) - count(*) AS g "
                          "FROM envelopes GROUP BY agent_id) x").fetchone()
         q = c.execute("SELECT coalesce(sum(count), 0) FROM quarantine").fetchone()
@@ -955,9 +956,7 @@ def scenario_clock_jump(svc: Services, scale: Scale, tmp: Path) -> Result:
             "SELECT count(*) FROM (SELECT sent_at < lag(sent_at) OVER (ORDER BY seq) AS b "
             "FROM envelopes) x WHERE b").fetchone()
         flagged_readings = c.execute(  # in readings, or kept aside because their instant was taken
-            "SELECT count(*) FROM (SELECT agent_id, seq FROM readings UNION ALL "
-            "SELECT agent_id, seq FROM reading_conflicts) r JOIN envelopes e USING (agent_id, seq) "
-            "WHERE e.clock_status = 2").fetchone()
+            readings_sql.COUNT_FROM_CLOCK_FLAGGED).fetchone()
     r.figures = {"jumps": len(jumped_seqs), "flagged_envelopes": len(flagged),
                  "flagged_as_expected": int(flagged == jumped_seqs),
                  "flagged_readings": int(flagged_readings[0]) if flagged_readings else -1,

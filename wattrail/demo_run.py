@@ -19,6 +19,7 @@ from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
+from cloud.store import readings_sql
 from wattrail.demo import POLL_S, REPO, DemoOptions, issue_tls
 
 if TYPE_CHECKING:
@@ -301,8 +302,7 @@ class DemoRun:
         c = self._counts()
         quality: dict[int, int] = {}
         with psycopg.connect(self.dsn, autocommit=True) as conn:
-            quality = dict(conn.execute("SELECT quality, count(*) FROM readings GROUP BY 1"
-                                        ).fetchall())
+            quality = dict(conn.execute(readings_sql.COUNT_BY_QUALITY).fetchall())
         t = Table(title="audit status")
         t.add_column("check")
         t.add_column("result")

@@ -37,6 +37,7 @@ import psycopg
 from psycopg import sql
 
 from cloud.analytics.feed import PER_METER, Feed, MeterArrays, Topology, empty_arrays
+from cloud.store import readings_sql
 from cloud.store.pgcopy.decode import PG_EPOCH_US, FixedRowDecoder
 from protocols.reading import MEASURED_FIELDS, REGISTERS, Quality
 
@@ -54,14 +55,7 @@ FIELDS = [("idx", "int4"), ("ts", "timestamptz"), *[(f, "float8") for f in FLOAT
 _REGISTERS = REGISTERS
 _NOT_READINGS = (int(Quality.COMMS_LOST), int(Quality.DECODE_ERROR))
 
-_COPY = (
-    "COPY (SELECT (m.idx - 1)::int4, r.ts, "
-    + ", ".join(f"coalesce(r.{f}, 'NaN')" for f in FLOATS)
-    + ", r.status, r.quality FROM readings r"
-    " JOIN unnest({ids}::text[]) WITH ORDINALITY AS m(meter_id, idx)"
-    " ON r.meter_id = m.meter_id COLLATE \"C\""
-    " WHERE r.ts >= {lo} AND r.ts < {hi}) TO STDOUT (FORMAT BINARY)"
-)
+_COPY = readings_sql.copy_window(FLOATS)
 
 
 class FetchError(ValueError):
@@ -277,13 +271,7 @@ def detect_cadence(conn: psycopg.Connection[Any], start: datetime, end: datetime
     consecutive readings (a sample of `sample_meters` meters by id, so this costs the same on
     10 or 100,000 meters), rounded to the minute. No readings: `default_s`."""
     rows = conn.execute(
-        "WITH m AS (SELECT DISTINCT meter_id FROM readings WHERE ts >= %(s)s AND ts <= %(e)s"
-        " ORDER BY meter_id LIMIT %(n)s),"
-        " d AS (SELECT r.meter_id, extract(epoch FROM r.ts - lag(r.ts) OVER w) AS gap"
-        " FROM readings r JOIN m USING (meter_id) WHERE r.ts >= %(s)s AND r.ts <= %(e)s"
-        " WINDOW w AS (PARTITION BY r.meter_id ORDER BY r.ts))"
-        " SELECT meter_id, percentile_disc(0.5) WITHIN GROUP (ORDER BY gap) FROM d"
-        " WHERE gap > 0 GROUP BY meter_id",
+        readings_sql.MEDIAN_SPACING,
         {"s": start, "e": end, "n": sample_meters}).fetchall()
     per: dict[int, int] = {}
     for _mid, gap in rows:

@@ -37,6 +37,7 @@ from typing import Any
 import psycopg
 
 from cloud.ingest.classify import Candidate, Quarantine, QuarantineReason
+from cloud.store import readings_sql
 from protocols.envelope import GENESIS_PREV_HASH
 from protocols.errors import ProtocolError
 from protocols.reading import MEASURED_FIELDS
@@ -120,12 +121,7 @@ _STAGE = ("CREATE TEMP TABLE IF NOT EXISTS ingest_stage ("
           + ", status int4, quality int2, agent_id text COLLATE \"C\", seq int8) "
           "ON COMMIT DELETE ROWS")
 _STAGE_TYPES = ["text", "int8", *["float8"] * len(MEASURED_FIELDS), "int4", "int2", "text", "int8"]
-_COLS = ", ".join(MEASURED_FIELDS)
-_S_COLS = ", ".join(f"s.{f}" for f in MEASURED_FIELDS)
 _COPY = "COPY ingest_stage FROM STDIN WITH (FORMAT BINARY)"
-# the values a stored row and a staged row must share to be the same reading
-_SAME = " AND ".join(f"r.{f} IS NOT DISTINCT FROM s.{f}"
-                     for f in (*MEASURED_FIELDS, "status", "quality"))
 log = logging.getLogger(__name__)
 
 
@@ -284,10 +280,7 @@ def _insert_readings(conn: psycopg.Connection[Any], stored: list[Candidate]) -> 
             for c in stored:
                 for row in stage_rows(c):
                     copy.write_row(row)
-        cur.execute(
-            f"INSERT INTO readings (meter_id, ts, {_COLS}, status, quality, provenance, agent_id, "
-            f"seq) SELECT meter_id, to_timestamp(ts_ms / 1000.0), {_COLS}, status, quality, "
-            "'signed', agent_id, seq FROM ingest_stage ON CONFLICT (meter_id, ts) DO NOTHING")
+        cur.execute(readings_sql.INSERT_SIGNED_FROM_STAGE)
         inserted = cur.rowcount
         if inserted == staged:
             return inserted, 0
@@ -297,18 +290,8 @@ def _insert_readings(conn: psycopg.Connection[Any], stored: list[Candidate]) -> 
         # envelope. The one that did is a staged row of its envelope with the stored row's
         # key and values (one per group: `min(ctid)`, a row id that costs nothing on the hot
         # path; which of several equal rows it names does not matter). Rare path.
-        cur.execute(
-            "WITH won AS (SELECT min(s.ctid) AS id FROM ingest_stage s JOIN readings r "
-            "  ON r.meter_id = s.meter_id AND r.ts = to_timestamp(s.ts_ms / 1000.0) "
-            f"  AND r.agent_id = s.agent_id AND r.seq = s.seq AND {_SAME} "
-            "  GROUP BY s.agent_id, s.seq, s.meter_id, s.ts_ms) "
-            f"INSERT INTO reading_conflicts (meter_id, ts, {_COLS}, status, quality, agent_id, seq) "
-            f"SELECT s.meter_id, to_timestamp(s.ts_ms / 1000.0), {_S_COLS}, "
-            "s.status, s.quality, s.agent_id, s.seq FROM ingest_stage s "
-            "JOIN unnest(%s::text[], %s::int8[]) AS b(agent_id, seq) "  # this batch's rows only
-            "  ON b.agent_id = s.agent_id AND b.seq = s.seq "
-            "WHERE s.ctid NOT IN (SELECT id FROM won) ORDER BY s.ctid",
-            [[c.agent_id for c in stored], [c.seq for c in stored]])
+        cur.execute(readings_sql.CONFLICTS_FROM_STAGE,
+                    [[c.agent_id for c in stored], [c.seq for c in stored]])
         conflicts = cur.rowcount
         log.warning("%d signed readings found their (meter, ts) taken; kept in reading_conflicts",
                     conflicts)

@@ -21,6 +21,7 @@ from cloud.api.listing import keyset_page, one, rows
 from cloud.api.params import FormatParam, PageDep, Time, utc
 from cloud.api.problems import ProblemError, responses
 from cloud.api.tabular import CSV_RESPONSE, Page, page_or_csv
+from cloud.store import readings_sql
 from protocols.envelope import ClockStatus
 from security.key_certificate import KeyCertificateError, key_certificate
 
@@ -145,8 +146,7 @@ async def envelope_audit(conn: ConnDep, agent_id: str, seq: int, ca_pem: bytes |
     v = check.verdict
     key = await one(conn, "SELECT * FROM agent_keys WHERE agent_id = %s AND key_id = %s",
                     [agent_id, env["key_id"]])
-    n = await one(conn, "SELECT count(*) AS n FROM readings WHERE agent_id = %s AND seq = %s",
-                  [agent_id, seq])
+    n = await one(conn, readings_sql.COUNT_OF_ENVELOPE, [agent_id, seq])
     return EnvelopeAudit(
         envelope=EnvelopePublic(agent_id=agent_id, seq=seq, sha256=sha.hex(),
                                 key_id=bytes(env["key_id"]).hex(), sent_at=env["sent_at"],
@@ -178,8 +178,7 @@ async def audit_reading(
         at = utc(ts)
     except OverflowError:
         raise ProblemError(422, "ts is outside the supported years 1-9999", kind="bad-time") from None
-    r = await one(conn, "SELECT meter_id, ts, provenance, agent_id, seq, import_batch FROM readings "
-                  "WHERE meter_id = %s AND ts = %s", [meter_id, at])
+    r = await one(conn, readings_sql.PROVENANCE_AT, [meter_id, at])
     if r is None:
         raise ProblemError(404, f"no reading of meter {meter_id!r} at {at.isoformat()}", kind="not-found")
     evidence = None

@@ -50,6 +50,7 @@ from cloud.api.listing import one, rows
 from cloud.api.params import Time, check_range
 from cloud.api.problems import ProblemError, responses
 from cloud.api.routes.tlog import head_public
+from cloud.store import readings_sql
 from protocols.envelope import decode_payload, decode_sign1
 from protocols.envelope_errors import EnvelopeError
 from protocols.reading import MEASURED_FIELDS
@@ -107,9 +108,6 @@ def _safe(name: str) -> str:
 
 
 _ENV_COLS = "seq, raw, sha256, key_id, sent_at, received_at, verdict, log_index"
-_READING_COLS = ("meter_id, (extract(epoch FROM ts) * 1000)::bigint AS ts_ms, "
-                 + ", ".join(MEASURED_FIELDS)
-                 + ", status, quality, provenance, agent_id, seq, import_batch")
 _CONFLICT_COLS = ("meter_id, (extract(epoch FROM ts) * 1000)::bigint AS ts_ms, "
                   + ", ".join(MEASURED_FIELDS) + ", status, quality, agent_id, seq")
 
@@ -255,9 +253,5 @@ async def _readings(conn: ConnDep, agent_id: str, window: tuple[int, int | None]
             meters.append(r.meter_id)
             stamps.append(at)
     found = await rows(
-        conn, f"SELECT {_READING_COLS} FROM readings WHERE agent_id = %s AND seq >= %s "
-        "AND (%s::int8 IS NULL OR seq <= %s) "
-        f"UNION SELECT {_READING_COLS} FROM readings r "
-        "JOIN unnest(%s::text[], %s::timestamptz[]) AS k(m, t) ON r.meter_id = k.m AND r.ts = k.t "
-        "ORDER BY 1, 2", [agent_id, window[0], window[1], window[1], meters, stamps])
+        conn, readings_sql.OF_ENVELOPES_AND_KEYS, [agent_id, window[0], window[1], window[1], meters, stamps])
     return [dict(r) for r in found]

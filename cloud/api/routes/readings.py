@@ -22,6 +22,7 @@ from cloud.api.listing import keyset_page, one
 from cloud.api.params import FormatParam, PageDep, Time, check_range
 from cloud.api.problems import ProblemError, responses
 from cloud.api.tabular import CSV_RESPONSE, Page, page_or_csv
+from cloud.store import readings_sql
 from protocols.reading import MeterStatus, Quality
 
 router = APIRouter(prefix="/v1", tags=["readings"])
@@ -73,10 +74,7 @@ def _flags(status: int) -> list[str]:
     return [str(f.name).lower() for f in MeterStatus if f and status & f]
 
 
-_RAW_SQL = ("SELECT ts, import_wh, export_wh, import_varh, export_varh, v_l1 AS v_l1_v, "
-            "v_l2 AS v_l2_v, v_l3 AS v_l3_v, i_l1 AS i_l1_a, i_l2 AS i_l2_a, i_l3 AS i_l3_a, "
-            "i_n AS i_n_a, p_w, q_var, pf, freq_hz, status, quality, provenance, agent_id, seq "
-            "FROM readings r")
+_RAW_SQL = readings_sql.RAW
 
 
 @router.get("/meters/{meter_id}/readings", response_model=Page[RawReading] | Page[IntervalReading],
@@ -91,9 +89,7 @@ async def meter_readings(
     cap = {Resolution.RAW: settings.max_range_raw, Resolution.MIN15: settings.max_range_15min,
            Resolution.HOUR: settings.max_range_hour, Resolution.DAY: settings.max_range_day}[resolution]
     start, end = check_range(start, end, cap, f"resolution {resolution.value}")
-    known = await one(conn, "SELECT EXISTS (SELECT 1 FROM meters WHERE meter_id = %(m)s) "
-                      "OR EXISTS (SELECT 1 FROM readings WHERE meter_id = %(m)s) AS known",
-                      {"m": meter_id})
+    known = await one(conn, readings_sql.METER_KNOWN, {"m": meter_id})
     if not known or not known["known"]:
         raise ProblemError(404, f"no meter {meter_id!r} in the archive and no readings for it",
                       kind="not-found")
