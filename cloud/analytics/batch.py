@@ -18,10 +18,10 @@ import numpy as np
 import psycopg
 
 from cloud.analytics import config, pipeline
+from cloud.analytics.derived import MIN_COMPLETENESS
 from cloud.analytics.feed import Feed
 from cloud.analytics.fetch import FetchStats, detect_cadence, fetch_feed
 from cloud.analytics.pipeline import Report
-from cloud.analytics.results import MIN_COMPLETENESS
 from cloud.analytics.store_results import RunMeta, store_report
 
 Progress = Callable[[str], None]  # called with the name of the stage about to start

@@ -52,7 +52,6 @@ MODULUS_BY_MODEL: dict[str, float] = {"sdm630": 0.0, "sdm120": 0.0, "em24": 0.0,
 FLOATS = tuple(f for f in MEASURED_FIELDS if f not in ("pf", "freq_hz"))
 FIELDS = [("idx", "int4"), ("ts", "timestamptz"), *[(f, "float8") for f in FLOATS],
           ("status", "int4"), ("quality", "int2")]
-_REGISTERS = REGISTERS
 _NOT_READINGS = (int(Quality.COMMS_LOST), int(Quality.DECODE_ERROR))
 
 _COPY = readings_sql.copy_window(FLOATS)
@@ -243,7 +242,7 @@ class _Snapper:
 
 
 def _blank_stale(arr: MeterArrays, stale: np.ndarray) -> None:
-    for name in _REGISTERS:
+    for name in REGISTERS:
         getattr(arr, name)[stale] = np.nan
 
 

@@ -326,16 +326,16 @@ def _suspects(
     # a drop the balance meter did not see as loss is a customer using less, not a theft: on
     # real households most strong change points are holidays and new habits (docs/analytics.md)
     has_segment = cp[:, 3] >= 0
+    short = segment_shortfall(e, peer, cp, block, clip=False)
     raw["change_point_balance"] = ko_obs.balance_agreement(
-        ntl_clean, topo.tx_of, segment_mask(cp, block, net.shape[1]),
-        segment_shortfall(e, peer, cp, block, clip=False), has_segment, day)
+        ntl_clean, topo.tx_of, segment_mask(cp, block, net.shape[1]), short, has_segment, day)
     for name in inputs.unavailable(topo.has_pv):
         raw[name] = np.full(len(net), np.nan)  # not computed: no evidence, never a zero reading
     ev = sc.evidence(raw)
     score = sc.combine(ev)
     # own estimate: rolled-back register + shortfall over the change-point segment
     rollback_wh = -np.where((flags & ki.FLAG_ROLLBACK) != 0, np.minimum(imp, 0.0), 0.0).sum(1)
-    gap = segment_shortfall(e, peer, cp, block)
+    gap = np.maximum(short, 0.0)  # the clipped shortfall: what the meter fell short
     fired = ev[:, 4] > 0.5
     estimate = rollback_wh + np.where(fired, np.nansum(gap, axis=1), 0.0)
     allocated = sc.allocate(ntl, topo.tx_of, score, estimate)

@@ -28,9 +28,6 @@ from cloud.analytics.pipeline import Report
 from cloud.analytics.score import INDICATOR_NAMES, WEIGHTS
 from protocols.reading import REGISTERS
 
-__all__ = ["MIN_COMPLETENESS", "LevelLoss", "RegionSummary", "feed_digest", "loss_levels",
-           "region_summaries", "strongest", "suspect_ranking"]
-
 
 @dataclass(frozen=True)
 class LevelLoss:
