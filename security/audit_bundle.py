@@ -43,7 +43,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from protocols.envelope import Payload, decode_payload, decode_sign1
-from protocols.envelope_errors import EnvelopeError
+from protocols.envelope.errors import EnvelopeError
 from protocols.reading import MEASURED_FIELDS, Reading
 from security.chain import ChainState
 from security.key_certificate import KeyCertificateError, key_certificate

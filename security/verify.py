@@ -23,7 +23,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from protocols.envelope import Payload, decode_payload, decode_sign1, envelope_hash, sig_structure
-from protocols.envelope_errors import EnvelopeError, IncompleteEnvelope
+from protocols.envelope.errors import EnvelopeError, IncompleteEnvelope
 from security.chain import ChainState
 from security.keyring import Keyring
 

@@ -52,7 +52,7 @@ from cloud.api.problems import ProblemError, responses
 from cloud.api.routes.tlog import head_public
 from cloud.store import readings_sql
 from protocols.envelope import decode_payload, decode_sign1
-from protocols.envelope_errors import EnvelopeError
+from protocols.envelope.errors import EnvelopeError
 from protocols.reading import MEASURED_FIELDS
 
 router = APIRouter(prefix="/v1/audit", tags=["audit"])

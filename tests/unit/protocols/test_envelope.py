@@ -1,4 +1,4 @@
-"""The envelope codec: deterministic CBOR payload and COSE_Sign1 (protocols/envelope*.py)."""
+"""The envelope codec: deterministic CBOR payload and COSE_Sign1 (protocols/envelope/)."""
 
 from __future__ import annotations
 
@@ -9,11 +9,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from protocols import envelope_cbor as cbor
 from protocols.envelope import (
     GENESIS_PREV_HASH,
     ClockStatus,
     Payload,
+    cbor,
     decode_payload,
     decode_sign1,
     encode_payload,
@@ -21,7 +21,7 @@ from protocols.envelope import (
     protected_header,
     sig_structure,
 )
-from protocols.envelope_errors import (
+from protocols.envelope.errors import (
     EnvelopeEncodeError,
     EnvelopeError,
     IncompleteEnvelope,

@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from protocols.envelope import Payload, decode_payload, encode_payload
-from protocols.envelope_errors import EnvelopeError
+from protocols.envelope.errors import EnvelopeError
 from tests.unit.protocols.test_envelope import payloads
 
 
@@ -114,7 +114,7 @@ def test_fast_encoder_refuses_what_the_reference_refuses() -> None:
 
     import pytest
 
-    from protocols.envelope_errors import EnvelopeEncodeError
+    from protocols.envelope.errors import EnvelopeEncodeError
     from tests.unit.protocols.test_envelope import sample_payload
 
     p = sample_payload()

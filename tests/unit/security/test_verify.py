@@ -14,7 +14,7 @@ from protocols.envelope import (
     protected_header,
     sig_structure,
 )
-from protocols.envelope_errors import IncompleteEnvelope
+from protocols.envelope.errors import IncompleteEnvelope
 from security.chain import ChainState, ChainStatus
 from security.keyring import Keyring, KeyringError
 from security.keys import key_id

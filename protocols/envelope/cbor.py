@@ -20,7 +20,7 @@ import struct
 from dataclasses import dataclass
 from typing import TypeAlias
 
-from protocols.envelope_errors import EnvelopeEncodeError, IncompleteEnvelope, MalformedEnvelope
+from protocols.envelope.errors import EnvelopeEncodeError, IncompleteEnvelope, MalformedEnvelope
 
 MAX_DEPTH = 16  # envelopes nest 3 deep; a deeper input is junk, not a reason to recurse
 

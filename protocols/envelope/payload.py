@@ -17,8 +17,8 @@
 
 Decoding rejects anything else: unknown or missing keys, wrong types, ragged columns, and any
 byte string that is not the deterministic encoding of its own meaning (checked by re-encoding
-and comparing; see `envelope_cbor`). The COSE_Sign1 wrapper lives in `envelope_cose` and is
-re-exported here. docs/wire-format.md has the byte-level spec and test vectors.
+and comparing; see `envelope.cbor`). The COSE_Sign1 wrapper lives in `envelope.cose`; the package
+re-exports both. docs/wire-format.md has the byte-level spec and test vectors.
 """
 
 from __future__ import annotations
@@ -32,8 +32,8 @@ from typing import Any, Final, TypeGuard
 
 import cbor2
 
-from protocols import envelope_cbor as cbor
-from protocols.envelope_cose import (
+from protocols.envelope import cbor
+from protocols.envelope.cose import (
     KID_LEN,
     Sign1,
     decode_sign1,
@@ -42,7 +42,7 @@ from protocols.envelope_cose import (
     protected_header,
     sig_structure,
 )
-from protocols.envelope_errors import EnvelopeEncodeError, MalformedEnvelope
+from protocols.envelope.errors import EnvelopeEncodeError, MalformedEnvelope
 from protocols.reading import MEASURED_FIELDS, Quality, Reading
 
 __all__ = [

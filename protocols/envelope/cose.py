@@ -16,8 +16,8 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 
-from protocols import envelope_cbor as cbor
-from protocols.envelope_errors import EnvelopeEncodeError, EnvelopeError, MalformedEnvelope
+from protocols.envelope import cbor
+from protocols.envelope.errors import EnvelopeEncodeError, EnvelopeError, MalformedEnvelope
 
 COSE_SIGN1_TAG = 18
 HEADER_ALG = 1
