@@ -61,7 +61,7 @@ from cloud.store.migrate import migrate  # noqa: E402
 from cloud.store.pgcopy.encode import Col, encode  # noqa: E402
 from cloud.store.topology import import_topology  # noqa: E402
 from firmware_sim.grid_file import write_grid  # noqa: E402
-from firmware_sim.serve import DEFAULT_START_S, build_simulation  # noqa: E402
+from firmware_sim.grid_service import DEFAULT_START_S, build_simulation  # noqa: E402
 from wattrail import simfeed  # noqa: E402
 
 STEP = 900

@@ -40,7 +40,7 @@ from protocols.reading import Quality
 
 def _serve(meters: int, conn: mp.connection.Connection) -> None:
     from firmware_sim.clock import SimClock
-    from firmware_sim.serve import DEFAULT_START_S, build_simulation, start_service
+    from firmware_sim.grid_service import DEFAULT_START_S, build_simulation, start_service
 
     logging.getLogger("pymodbus").setLevel(logging.CRITICAL)
 

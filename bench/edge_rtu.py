@@ -80,10 +80,10 @@ def _line(a_path: str, b_path: str, baud: int, bits: int, stop: mp.synchronize.E
 
 def _server(port: str, meters: int, conn: mp.connection.Connection) -> None:
     from firmware_sim.clock import SimClock
+    from firmware_sim.datastore import Gateway, RegisterStore
+    from firmware_sim.grid_service import DEFAULT_START_S, build_simulation
     from firmware_sim.meters import MeterReader
-    from firmware_sim.serve import DEFAULT_START_S, build_simulation
-    from firmware_sim.server import SimRtuServer
-    from firmware_sim.store import Gateway, RegisterStore
+    from firmware_sim.modbus_server import SimRtuServer
 
     logging.getLogger("pymodbus").setLevel(logging.CRITICAL)
 

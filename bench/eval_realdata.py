@@ -1,6 +1,6 @@
-"""The real-data evaluation: `python bench/eval_realdata.py --help` (wattrail/evaluate_real.py)."""
+"""The real-data evaluation: `python bench/eval_realdata.py --help` (wattrail/evaluation/realdata.py)."""
 
-from wattrail.evaluate_real import main
+from wattrail.evaluation.realdata import main
 
 if __name__ == "__main__":
     raise SystemExit(main())

@@ -34,8 +34,8 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from bench._common import add_json_arg, write_json  # noqa: E402
-from cloud.store.historical import ImportResult, import_readings_csv  # noqa: E402  (after sys.path)
 from cloud.store.migrate import migrate  # noqa: E402
+from cloud.store.readings_import.load import ImportResult, import_readings_csv  # noqa: E402  (after sys.path)
 from cloud.store.rollups import refresh_rollups  # noqa: E402
 from cloud.store.topology import import_topology  # noqa: E402
 from firmware_sim.grid import generate_grid  # noqa: E402

@@ -36,7 +36,7 @@ def _serve(meters: int, seed: int, speed: float, conn: mp.connection.Connection)
     import logging
 
     from firmware_sim.clock import SimClock
-    from firmware_sim.serve import DEFAULT_START_S, build_simulation, start_service
+    from firmware_sim.grid_service import DEFAULT_START_S, build_simulation, start_service
 
     logging.getLogger("pymodbus").setLevel(logging.CRITICAL)
 

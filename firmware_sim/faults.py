@@ -2,7 +2,7 @@
 
 Each meter may carry a `MeterFaults` profile. Per request, `FaultPlan.decide` draws from a
 counter-based hash of (seed, meter, request number), so a run with the same seed and the same
-request sequence fails in the same places. The transport layer (server.py) acts on the
+request sequence fails in the same places. The transport layer (modbus_server.py) acts on the
 decision; the register content is altered here (`apply_reading`): clock drift moves the
 meter's own time stamp, rollover wraps the energy registers the way a fixed-width counter does.
 """

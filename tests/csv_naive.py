@@ -1,4 +1,4 @@
-"""A plain-Python reference for cloud/store/csv_kernel.py (the analytics_naive.py idea).
+"""A plain-Python reference for cloud/store/readings_import/scan.py (the analytics_naive.py idea).
 
 It reads the grammar of docs/historical-import.md straight from regular expressions, `datetime`
 and `float()`, slowly and a different way from the kernel's byte loops, for lines without
@@ -13,7 +13,7 @@ from __future__ import annotations
 import re
 from datetime import datetime, timedelta
 
-from cloud.store.csv_format import ROLE_FLOAT, ROLE_ID, ROLE_INT, ROLE_TS
+from cloud.store.readings_import.columns import ROLE_FLOAT, ROLE_ID, ROLE_INT, ROLE_TS
 
 # [0-9], never \d: the format is ASCII
 _TS = re.compile(rb"([0-9]{4})-([0-9]{2})-([0-9]{2})[T ]([0-9]{2}):([0-9]{2}):([0-9]{2})"

@@ -54,7 +54,7 @@ class DemoRun:
         logging.getLogger("pymodbus").setLevel(logging.CRITICAL)  # dumps frames on each timeout
         from cloud.ingest.registry import register_from_pki
         from cloud.store.topology import import_topology
-        from firmware_sim.serve import DEFAULT_START_S, build_simulation
+        from firmware_sim.grid_service import DEFAULT_START_S, build_simulation
         from firmware_sim.simulation import Simulation
         from security.keys import generate_key, save_private_key
         from security.pki import init_ca, issue_agent
@@ -159,7 +159,7 @@ class DemoRun:
         if set, is a ceiling on the pace (simulated seconds per real second), not a promise.
         """
         from firmware_sim.clock import SimClock
-        from firmware_sim.serve import start_service
+        from firmware_sim.grid_service import start_service
 
         assert self.sim is not None
         from firmware_sim.faults import FaultPlan, plan_faults

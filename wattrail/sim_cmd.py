@@ -32,7 +32,7 @@ def sim(
 ) -> None:
     """Serve a simulated grid: every meter a real Modbus server behind RS-485-to-TCP gateways
     (one port per transformer), with losses, thieves and faults, and the ground truth."""
-    from firmware_sim.serve import Status, format_status, run
+    from firmware_sim.grid_service import Status, format_status, run
 
     logging.basicConfig(level=logging.WARNING)
     tty = sys.stderr.isatty()

@@ -219,7 +219,7 @@ def evaluate_cmd(
     json_out: Annotated[Path | None, typer.Option("--json", help="write the full results here")] = None,
 ) -> None:
     """Score a stored analysis run against a ground-truth file (docs/analytics.md)."""
-    from cloud.analytics.evaluate_run import EvaluationError, evaluate_run, format_table, jsonable
+    from cloud.analytics.evaluation.stored_run import EvaluationError, evaluate_run, format_table, jsonable
 
     try:
         doc = json.loads(truth.read_text(encoding="utf-8"))

@@ -18,7 +18,7 @@ from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedCo
 
 from cloud.store.errors import MigrationError, ValidationError
 from cloud.store.features import MissingExtensionError
-from cloud.store.import_limits import DEFAULT_NOT_BEFORE, TimeWindow
+from cloud.store.readings_import.limits import DEFAULT_NOT_BEFORE, TimeWindow
 from cloud.store.topology import grid_notes
 
 SHOW_PROBLEMS = 20
@@ -162,7 +162,7 @@ def readings_import(
         help="UTC; an interval that ends later is an error (default: now + 1 day)")] = None,
 ) -> None:
     """Import historical interval readings from a CSV (docs/historical-import.md)."""
-    from cloud.store.historical import import_readings_csv
+    from cloud.store.readings_import.load import import_readings_csv
 
     try:
         window = TimeWindow.default(not_before=_utc(not_before),

@@ -36,8 +36,8 @@ from cloud.store.migrate import migrate
 from cloud.store.topology import import_topology
 from firmware_sim.grid import generate_grid
 from firmware_sim.grid_file import write_grid
+from firmware_sim.grid_service import DEFAULT_START_S, THEFT_HORIZON_MIN
 from firmware_sim.meters import MeterReader
-from firmware_sim.serve import DEFAULT_START_S, THEFT_HORIZON_MIN
 from firmware_sim.simulation import Simulation
 from firmware_sim.theft import plan_thefts
 from protocols.reading import MEASURED_FIELDS, Quality, Reading

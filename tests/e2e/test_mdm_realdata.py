@@ -13,9 +13,9 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from cloud.analytics.evaluate import roc_auc
-from wattrail import realdata
+from cloud.analytics.evaluation.metrics import roc_auc
 from wattrail.cli import app
+from wattrail.evaluation import scenarios as realdata
 
 pytestmark = pytest.mark.integration
 

@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 
 from edge.config import load_config
 from firmware_sim.grid_file import write_grid
-from firmware_sim.serve import build_simulation
+from firmware_sim.grid_service import build_simulation
 from security.pki import revoke
 from wattrail.cli import app
 

@@ -26,7 +26,7 @@ from typer.testing import CliRunner
 from edge.agent import Agent
 from edge.config import AgentConfig, BrokerSettings, MeterConfig
 from firmware_sim.faults import FaultPlan, MeterFaults
-from firmware_sim.serve import build_simulation
+from firmware_sim.grid_service import build_simulation
 from protocols.reading import Quality
 from protocols.topics import encode_ack
 from security.chain import ChainState
@@ -54,7 +54,7 @@ class Sim:
 @pytest.fixture(scope="module")
 def sim(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sim]:
     """A 60-meter grid; on the first gateway, one meter never answers and one is always
-    busy (Modbus exception 0x06). Served by `firmware_sim.serve.run` in a child process."""
+    busy (Modbus exception 0x06). Served by `firmware_sim.grid_service.run` in a child process."""
     d = tmp_path_factory.mktemp("sim")
     grid, ep, faults = d / "grid.json", d / "ep.json", d / "faults.json"
     simulation = build_simulation(meters=60, seed=3, grid_file=grid)
@@ -64,7 +64,7 @@ def sim(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sim]:
     faults.write_text(json.dumps(FaultPlan(3, {
         dead: MeterFaults(timeout_prob=1.0),
         busy: MeterFaults(exception_prob=1.0, exception_code=0x06)}).to_dict()))
-    code = ("from firmware_sim.serve import run\n"
+    code = ("from firmware_sim.grid_service import run\n"
             f"run(meters=60, seed=3, grid_file={str(grid)!r}, speed=60, theft_rate=0.0, "
             f"fault_file={str(faults)!r}, endpoints_out={str(ep)!r}, base_port=0, "
             "duration_s=300)\n")

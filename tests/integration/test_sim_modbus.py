@@ -13,13 +13,13 @@ from pymodbus.client import AsyncModbusSerialClient, AsyncModbusTcpClient
 from pymodbus.exceptions import ConnectionException, ModbusIOException
 
 from firmware_sim.clock import SimClock
+from firmware_sim.datastore import Gateway
 from firmware_sim.faults import FaultPlan, MeterFaults
 from firmware_sim.grid import Grid, generate_grid
+from firmware_sim.grid_service import GridService, start_service
+from firmware_sim.modbus_server import start_rtu
 from firmware_sim.rtu import open_pty_pair
-from firmware_sim.serve import GridService, start_service
-from firmware_sim.server import start_rtu
 from firmware_sim.simulation import Simulation
-from firmware_sim.store import Gateway
 from protocols.decode import decode_reading
 from protocols.maps import get_map
 from protocols.planner import plan_reads

@@ -256,7 +256,7 @@ def test_every_port_is_loopback_only() -> None:
 
 
 def test_edge_agents_are_the_simulated_grids_gateways() -> None:
-    from firmware_sim.serve import build_simulation
+    from firmware_sim.grid_service import build_simulation
 
     sim_args = list(map(str, SERVICES["simulator"]["command"]))
     meters, seed = int(sim_args[sim_args.index("--meters") + 1]), int(sim_args[sim_args.index("--seed") + 1])

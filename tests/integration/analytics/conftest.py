@@ -18,8 +18,8 @@ from cloud.analytics.feed import Feed
 from cloud.store.migrate import migrate
 from cloud.store.topology import import_topology
 from firmware_sim.grid_file import write_grid
+from firmware_sim.grid_service import DEFAULT_START_S
 from firmware_sim.meters import MeterReader
-from firmware_sim.serve import DEFAULT_START_S
 from firmware_sim.simulation import Simulation
 from firmware_sim.truth import build_truth
 from protocols.reading import MEASURED_FIELDS, Quality, Reading
@@ -37,7 +37,7 @@ _TYPES = ["text", "timestamptz", *["float8"] * len(MEASURED_FIELDS), "int4", "in
 def make_sim() -> Simulation:
     # 2 regions x 1 feeder x 2 transformers, 20 % thieves and some meter replacements
     from firmware_sim.grid import generate_grid
-    from firmware_sim.serve import THEFT_HORIZON_MIN
+    from firmware_sim.grid_service import THEFT_HORIZON_MIN
     from firmware_sim.theft import plan_thefts
 
     grid = generate_grid(seed=31, meters=80, feeders=2, transformers=4, regions=2)

@@ -19,7 +19,7 @@ from typer.testing import CliRunner
 from cloud.analytics import pipeline
 from cloud.analytics.batch import analyze
 from cloud.analytics.cli import mount
-from cloud.analytics.evaluate_run import evaluate_run
+from cloud.analytics.evaluation.stored_run import evaluate_run
 from cloud.analytics.fetch import CLASSES, MODULUS_BY_MODEL, FetchError, detect_cadence, fetch_feed
 from firmware_sim.grid import CUSTOMER_KINDS
 

@@ -7,7 +7,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from wattrail import evaluate_real, realdata
+from wattrail.evaluation import realdata as evaluate_real
+from wattrail.evaluation import scenarios as realdata
 
 pytestmark = pytest.mark.integration
 

@@ -12,7 +12,7 @@ import psycopg
 import pytest
 
 from cloud.store.errors import ReadingsValidationError
-from cloud.store.historical import import_readings_csv
+from cloud.store.readings_import.load import import_readings_csv
 from cloud.store.rollups import refresh_rollups
 from firmware_sim.grid import Grid
 
@@ -178,7 +178,7 @@ def test_a_bad_file_is_refused_while_another_import_holds_the_lock(
     """Validation takes no lock: a long import in progress (here: a transaction holding the
     import lock) does not delay the answer for a broken file. With the old order the second
     import waited for the lock first, and lock_timeout turns that wait into LockNotAvailable."""
-    from cloud.store.historical import _LOCK_KEY
+    from cloud.store.readings_import.load import _LOCK_KEY
 
     m = _meters(grid, 1)[0]
     bad = tmp_path / "bad.csv"

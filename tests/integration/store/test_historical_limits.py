@@ -15,7 +15,7 @@ from psycopg.conninfo import make_conninfo
 from typer.testing import CliRunner
 
 from cloud.store.errors import ReadingsValidationError
-from cloud.store.historical import import_readings_csv
+from cloud.store.readings_import.load import import_readings_csv
 from firmware_sim.grid import Grid
 from wattrail.cli import app
 

@@ -1,5 +1,5 @@
 """The pipeline on what an MDM export has: interval kWh and a balance meter per transformer, no
-export, no reactive energy, no voltages (synthetic households through wattrail.realdata.build)."""
+export, no reactive energy, no voltages (synthetic households through wattrail.evaluation.scenarios.build)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import numpy as np
 
 from cloud.analytics import pipeline
 from tests.unit.analytics.test_observer import households
-from wattrail import realdata
+from wattrail.evaluation import scenarios as realdata
 
 
 def _scenario(variant: str = "energy") -> realdata.Scenario:

@@ -9,7 +9,7 @@ from cloud.analytics import pipeline
 from cloud.analytics.pipeline import Report
 from cloud.analytics.score import INDICATOR_NAMES
 from firmware_sim.grid import generate_grid
-from firmware_sim.serve import DEFAULT_START_S, build_simulation
+from firmware_sim.grid_service import DEFAULT_START_S, build_simulation
 from firmware_sim.simulation import Simulation
 from firmware_sim.theft import DAY_MIN, TheftEvent, TheftPlan
 from firmware_sim.truth import build_truth

@@ -20,10 +20,10 @@ import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from cloud.store import csv_kernel
-from cloud.store.csv_format import ROLE_FLOAT, ROLE_ID, ROLE_INT, ROLE_TS
-from cloud.store.csv_kernel import E_EMPTY, E_OK, E_SLOW, R_BLANK, R_FIELDS, R_OK, Tokens, tokenize
-from cloud.store.readings_csv import parse_readings_csv
+from cloud.store.readings_import import scan as csv_kernel
+from cloud.store.readings_import.columns import ROLE_FLOAT, ROLE_ID, ROLE_INT, ROLE_TS
+from cloud.store.readings_import.parse import parse_readings_csv
+from cloud.store.readings_import.scan import E_EMPTY, E_OK, E_SLOW, R_BLANK, R_FIELDS, R_OK, Tokens, tokenize
 from tests.csv_naive import reference_rows
 
 ROLES = [ROLE_ID, ROLE_TS, ROLE_TS, ROLE_INT, ROLE_FLOAT, ROLE_FLOAT]
@@ -97,7 +97,7 @@ def _assert_follows_grammar(data: bytes, roles: list[int], tk: Tokens) -> None:
                 assert code == E_EMPTY, where
             elif got[0] == "bad":
                 assert code not in (E_OK, E_SLOW, E_EMPTY), where
-            elif role == ROLE_FLOAT and code == E_SLOW:  # readings_csv converts it with float()
+            elif role == ROLE_FLOAT and code == E_SLOW:  # parse.py converts it with float()
                 pass
             else:
                 assert code == E_OK, where

@@ -1,4 +1,4 @@
-"""The historical import's plausible-value windows (cloud/store/import_limits.py): energy per
+"""The historical import's plausible-value windows (cloud/store/readings_import/limits.py): energy per
 interval, registers, infinite numbers and the time window are errors on their line, and the
 register series refuses input that was not checked. Issue 2/8, items 5 and 6."""
 
@@ -9,9 +9,9 @@ from datetime import UTC, datetime
 import numpy as np
 import pytest
 
-from cloud.store.cumulative import register_problems, to_register_series
-from cloud.store.import_limits import MAX_REGISTER_WH, TimeWindow
-from cloud.store.readings_csv import parse_readings_csv
+from cloud.store.readings_import.cumulate import register_problems, to_register_series
+from cloud.store.readings_import.limits import MAX_REGISTER_WH, TimeWindow
+from cloud.store.readings_import.parse import parse_readings_csv
 
 NOW = datetime(2024, 6, 1, 12, tzinfo=UTC)
 WINDOW = TimeWindow.default(now=NOW)  # 2000-01-01 .. 2024-06-02T12:00Z

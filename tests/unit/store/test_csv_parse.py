@@ -10,11 +10,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from cloud.store.csv_format import MAX_COLUMNS, MAX_HEADER_BYTES, plan_columns
-from cloud.store.cumulative import to_register_series
-from cloud.store.import_limits import TimeWindow
 from cloud.store.json_lines import element_lines
-from cloud.store.readings_csv import parse_readings_csv
+from cloud.store.readings_import.columns import MAX_COLUMNS, MAX_HEADER_BYTES, plan_columns
+from cloud.store.readings_import.cumulate import to_register_series
+from cloud.store.readings_import.limits import TimeWindow
+from cloud.store.readings_import.parse import parse_readings_csv
 
 HEADER = "meter_id,interval_start,interval_end,import_wh,export_wh,v_l1\n"
 
@@ -103,7 +103,7 @@ def test_bad_timestamps_are_reported_on_their_line(bad: str) -> None:
     min_value=0, max_value=10**9, places=6, allow_nan=False).map(str))
 def test_numbers_equal_python_float(value: float | str) -> None:
     text = repr(value) if isinstance(value, float) else value
-    # an interval of 10,000 h, so that up to 1e12 Wh is plausible (100 MW, import_limits.py)
+    # an interval of 10,000 h, so that up to 1e12 Wh is plausible (100 MW, readings_import/limits.py)
     parsed, problems, _ = parse_readings_csv(
         f"meter_id,interval_start,interval_minutes,import_wh\nM1,2001-01-01T00:00:00Z,600000,{text}\n".encode())
     assert problems == []

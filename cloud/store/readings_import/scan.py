@@ -27,7 +27,7 @@ import numpy as np
 import numpy.typing as npt
 from numba import njit
 
-from cloud.store.csv_format import ROLE_FLOAT, ROLE_ID, ROLE_INT, ROLE_TS
+from cloud.store.readings_import.columns import ROLE_FLOAT, ROLE_ID, ROLE_INT, ROLE_TS
 
 # per-field error codes
 E_OK, E_EMPTY, E_NUMBER, E_TIMESTAMP, E_SLOW, E_QUOTE = 0, 1, 2, 3, 4, 5
@@ -302,7 +302,7 @@ def tokenize(buf: npt.NDArray[np.uint8], body_start: int, roles: list[int]) -> T
         raise TypeError(f"buf must be a 1-D uint8 array (np.frombuffer(data, np.uint8)), got "
                         f"{buf.dtype} with {buf.ndim} dimensions")
     if any(r not in (ROLE_ID, ROLE_TS, ROLE_FLOAT, ROLE_INT) for r in roles):
-        raise ValueError(f"roles must come from csv_format (ROLE_*), got {roles}")
+        raise ValueError(f"roles must come from columns.py (ROLE_*), got {roles}")
     r = np.asarray(roles, np.int64)
     slots = np.array([sum(1 for x in roles[:i] if x == roles[i]) for i in range(len(roles))], np.int64)
     # one row per newline, plus one for a last line without its newline

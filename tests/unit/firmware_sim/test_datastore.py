@@ -9,9 +9,9 @@ from pymodbus.constants import ExcCodes
 from pymodbus.exceptions import NoSuchIdException
 
 from firmware_sim.clock import SimClock
+from firmware_sim.datastore import Gateway, GatewayContext, RegisterStore
 from firmware_sim.meters import MeterReader
 from firmware_sim.simulation import Simulation
-from firmware_sim.store import Gateway, GatewayContext, RegisterStore
 from protocols.decode import decode_reading
 from protocols.maps import get_map
 from protocols.planner import plan_reads

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from cloud.store.errors import Problem
 from protocols.reading import MEASURED_FIELDS, REGISTERS
 
-# Roles the tokenizer knows (csv_kernel.py uses the same numbers).
+# Roles the tokenizer knows (scan.py uses the same numbers).
 ROLE_ID, ROLE_TS, ROLE_FLOAT, ROLE_INT = 1, 2, 3, 4
 
 REQUIRED = ("meter_id", "interval_start", "import_wh")
@@ -20,7 +20,7 @@ LENGTH_COLUMNS = ("interval_end", "interval_minutes", "interval_seconds")
 # currents are the interval's mean RMS values; p_w and q_var its mean active and reactive
 # power (signed: positive is import), pf its mean power factor, freq_hz its mean frequency.
 OPTIONAL_FLOATS = tuple(f for f in MEASURED_FIELDS if f != "import_wh")
-# interval energies the import cumulates into registers, like import_wh (cumulative.py)
+# interval energies the import cumulates into registers, like import_wh (cumulate.py)
 CUMULATIVE = tuple(f for f in REGISTERS if f != "import_wh")
 _ROLES = {"meter_id": ROLE_ID, "interval_start": ROLE_TS, "interval_end": ROLE_TS,
           "interval_minutes": ROLE_INT, "interval_seconds": ROLE_INT, "import_wh": ROLE_FLOAT,

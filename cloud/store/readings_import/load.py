@@ -2,12 +2,12 @@
 
 Theory of operation (one transaction, so nothing partial is ever committed):
 1. Hash the file; if import_batches already has that sha256, do nothing.
-2. Parse and check every row (readings_csv.py: syntax, the time window, energy per interval
-   within import_limits.py's bounds), then ask the database which meter ids exist. Any
+2. Parse and check every row (parse.py: syntax, the time window, energy per interval
+   within limits.py's bounds), then ask the database which meter ids exist. Any
    problem: raise ReadingsValidationError listing them with line numbers.
 3. Per meter, read the latest stored register at or before its first interval; a register
    that would pass MAX_REGISTER_WH from there is a problem too (same error). Convert the
-   intervals to a cumulative register series from there (cumulative.py).
+   intervals to a cumulative register series from there (cumulate.py).
 4. Write with binary COPY. If no stored reading falls inside the file's (meter, time) span —
    the usual case for history — COPY goes straight into the hypertable; its unique
    (meter_id, ts) index still rejects a row someone else wrote meanwhile, and then (and
@@ -35,12 +35,12 @@ import numpy as np
 import psycopg
 from psycopg.copy import QueuedLibpqWriter
 
-from cloud.store.csv_format import CUMULATIVE
-from cloud.store.cumulative import RegisterSeries, register_problems, to_register_series
 from cloud.store.errors import Problem, ReadingsValidationError
-from cloud.store.import_limits import TimeWindow
 from cloud.store.pgcopy.encode import Col, encode
-from cloud.store.readings_csv import MAX_PROBLEMS, ParsedReadings, parse_readings_csv
+from cloud.store.readings_import.columns import CUMULATIVE
+from cloud.store.readings_import.cumulate import RegisterSeries, register_problems, to_register_series
+from cloud.store.readings_import.limits import TimeWindow
+from cloud.store.readings_import.parse import MAX_PROBLEMS, ParsedReadings, parse_readings_csv
 from cloud.store.rollups import refresh_rollups
 
 log = logging.getLogger(__name__)

@@ -1,6 +1,6 @@
 """Evaluate the analytics against the simulator's ground truth, in memory (no database).
 
-    .venv/bin/python -m wattrail.evaluate_sim --seeds 2024 2025 2026 --days 7 --json eval.json
+    .venv/bin/python -m wattrail.evaluation.simulator --seeds 2024 2025 2026 --days 7 --json eval.json
 
 It lives in `wattrail/` because it wires `firmware_sim` (the truth) to `cloud.analytics`
 (the detector); `cloud/` itself never imports the simulator.
@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from cloud.analytics import pipeline
-from cloud.analytics.evaluate import (
+from cloud.analytics.evaluation.metrics import (
     labels_from_truth,
     ntl_errors,
     score_ranking,
@@ -36,7 +36,7 @@ def evaluate_simulation(
 ) -> dict[str, Any]:
     """Simulate, sample, analyse and score one seed. Imports the simulator lazily (see simfeed)."""
     from firmware_sim.faults import plan_faults
-    from firmware_sim.serve import build_simulation
+    from firmware_sim.grid_service import build_simulation
     from firmware_sim.simulation import IMP
     from firmware_sim.truth import build_truth
     from wattrail import simfeed

@@ -2,7 +2,7 @@
 
 `parse_readings_csv(data)` returns the rows as columns, sorted by (meter, interval start),
 and every problem it found with its line. The checks that need the database (is the meter
-known?) are historical.py's; this module only needs the bytes.
+known?) are load.py's; this module only needs the bytes.
 
 Each row is one interval of one meter: `import_wh` is the energy consumed *during* the interval
 (not a register reading), as meter-data-management systems export it.
@@ -18,8 +18,10 @@ from datetime import UTC, datetime, timedelta
 import numpy as np
 import numpy.typing as npt
 
-from cloud.store.csv_format import ColumnPlan, check_header_bytes, plan_columns
-from cloud.store.csv_kernel import (
+from cloud.store.errors import Problem
+from cloud.store.readings_import.columns import ColumnPlan, check_header_bytes, plan_columns
+from cloud.store.readings_import.limits import MAX_POWER_W, TimeWindow, iso, max_interval_wh
+from cloud.store.readings_import.scan import (
     E_EMPTY,
     E_NUMBER,
     E_OK,
@@ -31,8 +33,6 @@ from cloud.store.csv_kernel import (
     same_ids,
     tokenize,
 )
-from cloud.store.errors import Problem
-from cloud.store.import_limits import MAX_POWER_W, TimeWindow, iso, max_interval_wh
 from protocols.reading import PHASE_CURRENTS, PHASE_VOLTAGES, REGISTERS
 
 MAX_PROBLEMS = 1000  # kept with their details; the total is always counted
@@ -55,7 +55,7 @@ _POWER = ("p_w", "q_var")
 _RANGES = {"pf": (-1.0, 1.0, "a power factor lies in [-1, 1]"),
            "freq_hz": (40.0, 70.0, "a grid frequency in Hz lies in [40, 70] (50 or 60 Hz "
                                    "grids); check the unit (Hz, not mHz)")}
-# at most MAX_POWER_W x the interval (import_limits.py); reactive energy has the same bound
+# at most MAX_POWER_W x the interval (limits.py); reactive energy has the same bound
 _ENERGY = REGISTERS
 _SHOW_CHARS = 40  # a value quoted in a message is cut there (a 5000-digit number is one line)
 

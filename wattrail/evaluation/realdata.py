@@ -1,4 +1,4 @@
-"""Evaluate the suspect ranking and the NTL estimates on real households (`wattrail.realdata`).
+"""Evaluate the suspect ranking and the NTL estimates on real households (`wattrail.evaluation.scenarios`).
 
     .venv/bin/python bench/eval_realdata.py --seeds 101 102 ... --datasets lcl sgsc
 
@@ -9,7 +9,7 @@ an analyst would try first, in the same run on the same data:
 - peer median: the same ratio of the customer's consumption to its transformer's median
   customer, so a cold spell that raises everyone's use does not hide a drop.
 Per attack kind, the positives are the thieves of that kind and the negatives the honest
-customers (other thieves are left out); AUC, MAP@10 and MAP@20 as in `cloud.analytics.evaluate`.
+customers (other thieves are left out); AUC, MAP@10 and MAP@20 as in `cloud.analytics.evaluation.metrics`.
 NTL error per transformer with a thief: |estimate - stolen| / stolen, and whether the estimate
 is within 10 % of the stolen energy or within its own sigma.
 """
@@ -25,8 +25,8 @@ from typing import Any
 import numpy as np
 
 from cloud.analytics import pipeline
-from cloud.analytics.evaluate import map_at, roc_auc
-from wattrail import realdata
+from cloud.analytics.evaluation.metrics import map_at, roc_auc
+from wattrail.evaluation import scenarios as realdata
 
 METHODS = ("wattrail", "drop_ratio", "peer_median")
 

@@ -11,7 +11,7 @@ The running total starts from `base_*` (the meter's latest stored register at or
 first interval here, else 0) and is summed in integer mWh, so it is exact whatever the order
 of magnitude.
 
-No register may exceed MAX_REGISTER_WH (import_limits.py says why: int64 mWh and float8 Wh
+No register may exceed MAX_REGISTER_WH (limits.py says why: int64 mWh and float8 Wh
 stay exact below it): `register_problems` names the first line of each meter where one would,
 and `to_register_series` refuses input that was not checked. The mWh sum restarts at every
 meter, so the accumulator never holds more than one meter's total, however many meters the
@@ -26,10 +26,10 @@ from typing import TypeVar, cast
 import numpy as np
 import numpy.typing as npt
 
-from cloud.store.csv_format import CUMULATIVE
 from cloud.store.errors import Problem
-from cloud.store.import_limits import MAX_REGISTER_WH
-from cloud.store.readings_csv import ParsedReadings
+from cloud.store.readings_import.columns import CUMULATIVE
+from cloud.store.readings_import.limits import MAX_REGISTER_WH
+from cloud.store.readings_import.parse import ParsedReadings
 
 _A = TypeVar("_A", npt.NDArray[np.int64], npt.NDArray[np.float64])
 
@@ -62,7 +62,7 @@ def _over_limit(delta_wh: npt.NDArray[np.float64], seg_first: npt.NDArray[np.boo
                 base: npt.NDArray[np.float64]) -> tuple[npt.NDArray[np.bool_], npt.NDArray[np.float64]]:
     """Rows whose register after them exceeds MAX_REGISTER_WH (or whose deltas alone do), and
     the register there. In float64: every delta is finite and at most 100 MW x its interval
-    (readings_csv), so the sums are finite and close enough to compare with the bound."""
+    (parse.py), so the sums are finite and close enough to compare with the bound."""
     total = _cumsum_per_meter(delta_wh, seg_first)
     register = total + base
     return (register > MAX_REGISTER_WH) | (total > MAX_REGISTER_WH), register
@@ -106,8 +106,8 @@ def _running(delta_wh: npt.NDArray[np.float64], seg_first: npt.NDArray[np.bool_]
     if not (np.isfinite(delta_wh).all() and (delta_wh >= 0).all()) \
             or _over_limit(delta_wh, seg_first, base)[0].any():
         raise ValueError("interval energy must be finite, >= 0 and keep every register within "
-                         f"{MAX_REGISTER_WH:g} Wh: check it with readings_csv and register_problems first")
-    # below the bound every value fits int64 mWh with room to spare (import_limits.py)
+                         f"{MAX_REGISTER_WH:g} Wh: check it with parse.py and register_problems first")
+    # below the bound every value fits int64 mWh with room to spare (limits.py)
     mwh = np.rint(delta_wh * 1000.0).astype(np.int64)
     after = _cumsum_per_meter(mwh, seg_first)
     before = after - mwh

@@ -1,7 +1,7 @@
 """Modbus servers for the simulated meters (pymodbus 3.16), with fault injection on the wire.
 
 pymodbus builds its own datastore from the context it is given; we hand it a one-register
-placeholder device and then swap in a `GatewayContext` (store.py), the duck-typed object
+placeholder device and then swap in a `GatewayContext` (datastore.py), the duck-typed object
 pymodbus calls (`async_getValues`, `async_setValues`, `device_ids`). That is the one place
 we lean on pymodbus internals (`server.context`, `ServerRequestHandler.handle_request`,
 `last_pdu`); the integration tests pin it.
@@ -25,8 +25,8 @@ from pymodbus.server import ModbusSerialServer, ModbusTcpServer
 from pymodbus.server.requesthandler import ServerRequestHandler
 from pymodbus.simulator import DataType, SimData, SimDevice
 
+from firmware_sim.datastore import Gateway, GatewayContext, RegisterStore
 from firmware_sim.faults import Action
-from firmware_sim.store import Gateway, GatewayContext, RegisterStore
 
 log = logging.getLogger(__name__)
 

@@ -27,13 +27,13 @@ from pathlib import Path
 
 from firmware_sim import truth
 from firmware_sim.clock import SimClock
+from firmware_sim.datastore import Gateway, RegisterStore
 from firmware_sim.faults import FaultPlan, plan_faults
 from firmware_sim.grid import Grid, generate_grid
 from firmware_sim.grid_file import load_grid, write_grid
 from firmware_sim.meters import MeterReader
-from firmware_sim.server import SimTcpServer, bound_port, start_tcp
+from firmware_sim.modbus_server import SimTcpServer, bound_port, start_tcp
 from firmware_sim.simulation import IMP, Simulation
-from firmware_sim.store import Gateway, RegisterStore
 from firmware_sim.theft import plan_thefts
 
 log = logging.getLogger(__name__)

@@ -9,7 +9,7 @@ Metrics (pure functions on arrays; higher score = more suspect):
   (hits in its top 10 / min(10, its thieves), mean over transformers with a thief);
 - NTL error per transformer: |estimate - truth| / |truth|, truth = the stolen_wh of the
   transformer's theft events (ground-truth identity, docs/grid-file.md).
-`wattrail/evaluate_sim.py` runs the whole chain in memory: simulator -> readings at 15 min
+`wattrail/evaluation/simulator.py` runs the whole chain in memory: simulator -> readings at 15 min
 (`wattrail/simfeed.py`) -> `pipeline.run` -> these metrics.
 """
 

@@ -1,6 +1,6 @@
 """Score a *stored* analysis run against a ground-truth file (docs/grid-file.md, `wattrail-truth`).
 
-What is scored (the metrics themselves are in evaluate.py):
+What is scored (the metrics themselves are in metrics.py):
 - ranking, per theft type and "any": ROC-AUC, MAP@100/200, precision@k (k = that type's
   thieves), precision@10 per transformer; from every meter's stored score;
 - NTL per transformer: the run's ntl_wh vs the truth's stolen_wh summed per transformer
@@ -22,7 +22,12 @@ from typing import Any
 import numpy as np
 import psycopg
 
-from cloud.analytics.evaluate import labels_from_truth, ntl_errors, score_ranking, stolen_per_transformer
+from cloud.analytics.evaluation.metrics import (
+    labels_from_truth,
+    ntl_errors,
+    score_ranking,
+    stolen_per_transformer,
+)
 
 TRUTH_FORMAT, TRUTH_VERSION = "wattrail-truth", 1
 

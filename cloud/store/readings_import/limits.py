@@ -8,7 +8,7 @@ import was not built for. They are sanity bounds, not validation of a meter's ow
 - Energy per interval: at most MAX_POWER_W x the interval's length, 100 MW: more than the
   largest meters Wattrail archives draw (industrial connections and feeder heads of tens of
   MW). 25,000 kWh in a 15-minute interval passes, 25,000.001 kWh does not.
-- Register: the running totals the import builds (cloud/store/cumulative.py) stay at most
+- Register: the running totals the import builds (cloud/store/readings_import/cumulate.py) stay at most
   MAX_REGISTER_WH = 1e12 Wh (1 TWh, 10^9 kWh: a 10-digit kWh display; 11 years of a 10 MW
   feeder at full load). Why that number: the running total is summed in int64 mWh, which
   overflows at 2^63 mWh ~ 9.2e15 Wh, and stored as float8 Wh, which keeps whole mWh only

@@ -1,0 +1,10 @@
+"""Evaluations that wire a data source to the analytics (docs/analytics.md).
+
+    simulator.py   the simulator's grid and truth, in memory: `python -m wattrail.evaluation.simulator`
+    scenarios.py   scenarios of real households with injected thefts and balance meters
+    realdata.py    the ranking and NTL on those scenarios against two baselines
+                   (`python bench/eval_realdata.py`)
+
+They live in `wattrail/` because they join `firmware_sim` or the real data to `cloud.analytics`,
+which never imports either.
+"""
