@@ -3,12 +3,12 @@
 Same data, same semantics (sum and count of non-NaN values per group), same run, two shapes:
   keys  (the hot loop)  10M 15-minute interval energies of ~100,000 meters, a key per value =
         (transformer, interval) as in a day's balance of 1,000 transformers:
-          Numba   cloud.analytics.kernels_balance.group_sum
+          Numba   cloud.analytics.kernels.balance.group_sum
           NumPy   mask + np.bincount (sum) + np.bincount (count)
           pandas  DataFrame.groupby(key)["value"].agg(["sum", "count"])
   rows  (what energy_balance calls)  the same values as a (meters, 96) matrix summed per
         transformer into (transformers, 96):
-          Numba   cloud.analytics.kernels_balance.group_sum_rows
+          Numba   cloud.analytics.kernels.balance.group_sum_rows
           NumPy   key = transformer * 96 + interval, then the two bincounts
           pandas  DataFrame(matrix).groupby(transformer).sum() and .count()
 pandas is not a project dependency: `make bench` installs it (the `bench` extra); when
@@ -32,7 +32,7 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from bench._common import add_json_arg, write_json
-from cloud.analytics.kernels_balance import group_sum, group_sum_rows
+from cloud.analytics.kernels.balance import group_sum, group_sum_rows
 
 
 def _median_s(fn: Callable[[], object], repeat: int) -> float:

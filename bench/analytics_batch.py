@@ -52,11 +52,11 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from bench._common import add_json_arg, write_json  # noqa: E402  (after sys.path)
-from cloud.analytics import pipeline  # noqa: E402
 from cloud.analytics.batch import analyze  # noqa: E402
-from cloud.analytics.feed import PER_METER, Feed, MeterArrays, Topology  # noqa: E402
-from cloud.analytics.fetch import FLOATS  # noqa: E402
-from cloud.analytics.warmup import warm_up  # noqa: E402
+from cloud.analytics.data.fetch import FLOATS  # noqa: E402
+from cloud.analytics.kernels.warmup import warm_up  # noqa: E402
+from cloud.analytics.pipeline import stages as pipeline  # noqa: E402
+from cloud.analytics.pipeline.feed import PER_METER, Feed, MeterArrays, Topology  # noqa: E402
 from cloud.store.migrate import migrate  # noqa: E402
 from cloud.store.pgcopy.encode import Col, encode  # noqa: E402
 from cloud.store.topology import import_topology  # noqa: E402

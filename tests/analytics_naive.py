@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from cloud.analytics.kernels_intervals import FLAG_RESET, FLAG_ROLLBACK, FLAG_ROLLOVER
+from cloud.analytics.kernels.intervals import FLAG_RESET, FLAG_ROLLBACK, FLAG_ROLLOVER
 
 
 def interval_energy(
@@ -285,7 +285,7 @@ def meter_indicators(
     i_min=0.2,
     window=8,
 ):
-    from cloud.analytics.kernels_theft_meter import TAMPER_BITS
+    from cloud.analytics.kernels.theft_meter import TAMPER_BITS
 
     n, n_t = imp.shape
     value = np.zeros((n, 5))

@@ -7,7 +7,7 @@ campaign knows exactly which bytes must end up in `envelopes` and which (meter, 
 `readings`. Ed25519 signatures are deterministic too: an agent that re-signs seq N after a crash
 produces the very same bytes, which the cloud treats as a duplicate.
 
-Used by `wattrail chaos run` (wattrail/chaos_cmd.py), tests/chaos/ and tests/security/.
+Used by `wattrail chaos run` (wattrail/commands/chaos.py), tests/chaos/ and tests/security/.
 """
 
 from __future__ import annotations
@@ -487,7 +487,7 @@ def scenario_agent_kill(svc: Services, scale: Scale, tmp: Path, seed: int = 2) -
     n = scale.envelopes * scale.agents
     cert, key = svc.issue(s.agent_id)
     outbox = tmp / f"{s.agent_id}.db"
-    cmd = [sys.executable, "-m", "wattrail.chaos_cmd", "agent-proc", "--outbox", str(outbox),
+    cmd = [sys.executable, "-m", "wattrail.commands.chaos", "agent-proc", "--outbox", str(outbox),
            "--agent-id", s.agent_id, "--key-byte", "70", "--envelopes", str(n),
            "--readings", str(scale.readings), "--interval", str(scale.agent_interval),
            "--host", svc.host, "--port", str(svc.port),

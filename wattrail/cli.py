@@ -5,19 +5,19 @@ from __future__ import annotations
 
 import typer
 
-from cloud.analytics.cli import mount as mount_analytics
-from cloud.api.cli import mount as mount_api
-from cloud.store.cli import mount as mount_store
 from wattrail import __version__
-from wattrail.audit_cmd import app as audit_app
-from wattrail.chaos_cmd import mount as mount_chaos
-from wattrail.demo_cmd import demo
-from wattrail.deploy_cmd import app as deploy_app
-from wattrail.edge_cmd import app as edge_app
-from wattrail.ingest_cmd import agents_app, ingest
-from wattrail.meter_cmd import app as meter_app
-from wattrail.pki_cmd import app as pki_app
-from wattrail.sim_cmd import sim
+from wattrail.commands.analytics import mount as mount_analytics
+from wattrail.commands.api import mount as mount_api
+from wattrail.commands.audit import app as audit_app
+from wattrail.commands.chaos import mount as mount_chaos
+from wattrail.commands.demo import demo
+from wattrail.commands.deploy import app as deploy_app
+from wattrail.commands.edge import app as edge_app
+from wattrail.commands.ingest import agents_app, ingest
+from wattrail.commands.meter import app as meter_app
+from wattrail.commands.pki import app as pki_app
+from wattrail.commands.sim import sim
+from wattrail.commands.store import mount as mount_store
 
 app = typer.Typer(
     name="wattrail",

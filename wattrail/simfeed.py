@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from cloud.analytics.feed import PER_METER, Feed, Topology, empty_arrays
+from cloud.analytics.pipeline.feed import PER_METER, Feed, Topology, empty_arrays
 from firmware_sim.faults import Action, FaultPlan
 from firmware_sim.grid import CUSTOMER_KINDS
 from firmware_sim.physics import neutral_current

@@ -17,12 +17,13 @@ import numba
 import numpy as np
 import psycopg
 
-from cloud.analytics import config, pipeline
-from cloud.analytics.derived import MIN_COMPLETENESS
-from cloud.analytics.feed import Feed
-from cloud.analytics.fetch import FetchStats, detect_cadence, fetch_feed
-from cloud.analytics.pipeline import Report
-from cloud.analytics.store_results import RunMeta, store_report
+from cloud.analytics.data.fetch import FetchStats, detect_cadence, fetch_feed
+from cloud.analytics.data.write import RunMeta, store_report
+from cloud.analytics.kernels import config
+from cloud.analytics.pipeline import stages as pipeline
+from cloud.analytics.pipeline.derived import MIN_COMPLETENESS
+from cloud.analytics.pipeline.feed import Feed
+from cloud.analytics.pipeline.stages import Report
 
 Progress = Callable[[str], None]  # called with the name of the stage about to start
 

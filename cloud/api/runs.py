@@ -1,6 +1,6 @@
 """Which analysis run a report reads: the one asked for, or the latest.
 
-Runs are immutable once written (cloud/analytics/store_results.py writes each in one
+Runs are immutable once written (cloud/analytics/data/write.py writes each in one
 transaction), so a client that pins `run_id` gets the same answer every time.
 """
 

@@ -36,7 +36,7 @@ CONFLICTS_FROM_STAGE = (
     "  ON b.agent_id = s.agent_id AND b.seq = s.seq "
     "WHERE s.ctid NOT IN (SELECT id FROM won) ORDER BY s.ctid")
 
-# --- analytics (cloud/analytics/fetch.py)
+# --- analytics (cloud/analytics/data/fetch.py)
 def copy_window(floats: tuple[str, ...]) -> str:
     """A binary COPY of `floats` (NaN for NULL, so every row has one width), status and
     quality of the meters numbered by {ids} (a text[] placeholder, 1-based) in [{lo}, {hi});

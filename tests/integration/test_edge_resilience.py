@@ -38,7 +38,7 @@ from tests.support.mqtt import MqttTestClient, Received
 from tests.support.net import free_port
 from tests.support.proxy import TcpProxy
 from wattrail.cli import app
-from wattrail.edge_cmd import status_report
+from wattrail.commands.edge import status_report
 
 pytestmark = pytest.mark.integration
 REPO = Path(__file__).resolve().parents[2]

@@ -290,7 +290,7 @@ def test_shared_paths_line_up() -> None:
 
 
 def test_the_bootstrap_writes_every_file_the_broker_reads(tmp_path: Path) -> None:
-    from wattrail.deploy_cmd import Report, ensure_pki, write_broker_dir
+    from wattrail.commands.deploy import Report, ensure_pki, write_broker_dir
 
     r = Report()
     ensure_pki(tmp_path / "pki", r, broker_name="mosquitto", broker_dns=["mosquitto"],

@@ -24,8 +24,8 @@ from typing import Any
 
 import numpy as np
 
-from cloud.analytics import pipeline
 from cloud.analytics.evaluation.metrics import map_at, roc_auc
+from cloud.analytics.pipeline import stages as pipeline
 from wattrail.evaluation import scenarios as realdata
 
 METHODS = ("wattrail", "drop_ratio", "peer_median")

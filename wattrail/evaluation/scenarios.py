@@ -31,7 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
-from cloud.analytics.feed import Feed, Topology, empty_arrays
+from cloud.analytics.pipeline.feed import Feed, Topology, empty_arrays
 
 
 def _default_root() -> Path:

@@ -15,13 +15,13 @@ from typing import Any
 
 import numpy as np
 
-from cloud.analytics import pipeline
 from cloud.analytics.evaluation.metrics import (
     labels_from_truth,
     ntl_errors,
     score_ranking,
     stolen_per_transformer,
 )
+from cloud.analytics.pipeline import stages as pipeline
 
 
 def evaluate_simulation(

@@ -14,7 +14,7 @@ import numpy as np
 import psycopg
 import pytest
 
-from cloud.analytics.feed import Feed
+from cloud.analytics.pipeline.feed import Feed
 from cloud.store.migrate import migrate
 from cloud.store.topology import import_topology
 from firmware_sim.grid_file import write_grid
@@ -48,7 +48,7 @@ def make_sim() -> Simulation:
 
 
 def _take(arr: Any, order: np.ndarray) -> Any:
-    from cloud.analytics.feed import MeterArrays
+    from cloud.analytics.pipeline.feed import MeterArrays
 
     return MeterArrays(*(getattr(arr, f)[order] for f in MeterArrays.__dataclass_fields__))
 
@@ -56,7 +56,7 @@ def _take(arr: Any, order: np.ndarray) -> Any:
 def sorted_feed(feed: Feed) -> Feed:
     """The same Feed with every level in id order, as fetch_feed returns it (simfeed keeps the
     grid file's order)."""
-    from cloud.analytics.feed import Topology
+    from cloud.analytics.pipeline.feed import Topology
 
     t = feed.topology
     om, ot, of, orr = (np.argsort(np.array(ids), kind="stable") for ids in

@@ -16,12 +16,12 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from cloud.analytics import pipeline
 from cloud.analytics.batch import analyze
-from cloud.analytics.cli import mount
+from cloud.analytics.data.fetch import CLASSES, MODULUS_BY_MODEL, FetchError, detect_cadence, fetch_feed
 from cloud.analytics.evaluation.stored_run import evaluate_run
-from cloud.analytics.fetch import CLASSES, MODULUS_BY_MODEL, FetchError, detect_cadence, fetch_feed
+from cloud.analytics.pipeline import stages as pipeline
 from firmware_sim.grid import CUSTOMER_KINDS
+from wattrail.commands.analytics import mount
 
 from .conftest import END, OUTAGE, START, STEP, K, Loaded
 

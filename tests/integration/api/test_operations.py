@@ -17,12 +17,12 @@ from fastapi import FastAPI, Request
 from typer.testing import CliRunner
 
 from cloud.api import problems
-from cloud.api.cli import mount
 from cloud.api.config import Settings
 from cloud.api.main import create_app
 from cloud.api.ratelimit import TokenBuckets
 from tests.integration.api.conftest import auth, settings_for
 from tests.integration.api.seed import Seed
+from wattrail.commands.api import mount
 
 pytestmark = pytest.mark.integration
 

@@ -8,9 +8,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from cloud.analytics import kernels_balance as kb
-from cloud.analytics import kernels_loss as kl
-from cloud.analytics.checks import KernelInputError
+from cloud.analytics.kernels import balance as kb
+from cloud.analytics.kernels import loss as kl
+from cloud.analytics.kernels.checks import KernelInputError
 from tests import analytics_naive as naive
 from tests.unit.analytics.strategies import SETTINGS, floats_nan, matrix, seeds
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from cloud.analytics import pipeline
+from cloud.analytics.pipeline import stages as pipeline
 from tests.unit.analytics.test_energy_only import _scenario
 
 

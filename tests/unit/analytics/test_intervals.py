@@ -7,8 +7,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from cloud.analytics import kernels_intervals as ki
-from cloud.analytics.checks import KernelInputError
+from cloud.analytics.kernels import intervals as ki
+from cloud.analytics.kernels.checks import KernelInputError
 from tests import analytics_naive as naive
 from tests.unit.analytics.strategies import SETTINGS, seeds
 

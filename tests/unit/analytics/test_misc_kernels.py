@@ -6,9 +6,9 @@ import numpy as np
 from hypothesis import given
 from hypothesis import strategies as st
 
-from cloud.analytics import kernels_forecast as kf
-from cloud.analytics import kernels_outage as ko
-from cloud.analytics import kernels_quality as kq
+from cloud.analytics.kernels import forecast as kf
+from cloud.analytics.kernels import outage as ko
+from cloud.analytics.kernels import quality as kq
 from tests import analytics_naive as naive
 from tests.unit.analytics.strategies import SETTINGS, seeds
 
@@ -82,7 +82,7 @@ def test_runs_are_found() -> None:
 
 
 def test_warm_up_compiles_every_kernel_module() -> None:
-    from cloud.analytics import warmup
+    from cloud.analytics.kernels import warmup
 
     took = warmup.warm_up()
     assert set(took) == {m.__name__.rsplit(".", 1)[-1] for m in warmup.MODULES}

@@ -1,4 +1,4 @@
-"""The balance meter as an observer (cloud/analytics/kernels_observer.py) and the population
+"""The balance meter as an observer (cloud/analytics/kernels/observer.py) and the population
 calibration of the score (score.robust_z / outlier), on synthetic households with known truth."""
 
 from __future__ import annotations
@@ -8,8 +8,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from cloud.analytics import kernels_observer as ko
-from cloud.analytics import score as sc
+from cloud.analytics.kernels import observer as ko
+from cloud.analytics.pipeline import score as sc
 
 DAY = 48
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from cloud.analytics import pipeline
-from cloud.analytics.pipeline import Report
-from cloud.analytics.score import INDICATOR_NAMES
+from cloud.analytics.pipeline import stages as pipeline
+from cloud.analytics.pipeline.score import INDICATOR_NAMES
+from cloud.analytics.pipeline.stages import Report
 from firmware_sim.grid import generate_grid
 from firmware_sim.grid_service import DEFAULT_START_S, build_simulation
 from firmware_sim.simulation import Simulation
@@ -142,7 +142,7 @@ def test_readings_taken_off_their_instant_move_no_energy() -> None:
     # instant (a poll cycle that ran late, a meter clock that drifts): every interval inside
     # the window is still exactly 500 Wh, because registers are interpolated from when they
     # were read. Treated as read at the instant, intervals would be off by up to 2 x 233 Wh.
-    from cloud.analytics.feed import empty_arrays
+    from cloud.analytics.pipeline.feed import empty_arrays
 
     k, p_w = 40, 2000.0
     rng = np.random.default_rng(4)

@@ -6,8 +6,8 @@ import numpy as np
 from hypothesis import given
 from hypothesis import strategies as st
 
-from cloud.analytics import kernels_theft_meter as ktm
-from cloud.analytics import kernels_theft_pattern as ktp
+from cloud.analytics.kernels import theft_meter as ktm
+from cloud.analytics.kernels import theft_pattern as ktp
 from tests import analytics_naive as naive
 from tests.unit.analytics.strategies import SETTINGS, seeds
 

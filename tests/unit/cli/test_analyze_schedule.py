@@ -11,8 +11,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from typer.testing import CliRunner
 
-from cloud.analytics.cli import parse_duration, run_schedule, schedule_window
 from wattrail.cli import app
+from wattrail.commands.analytics import parse_duration, run_schedule, schedule_window
 
 LOG = logging.getLogger("test.schedule")
 

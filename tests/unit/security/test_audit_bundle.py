@@ -209,8 +209,8 @@ def test_a_zip_bomb_is_refused_without_unpacking_it(world: dict[str, Any], tmp_p
 
     from typer.testing import CliRunner
 
-    from wattrail import audit_cmd
     from wattrail.cli import app
+    from wattrail.commands import audit as audit_cmd
 
     bomb = tmp_path / "bomb.zip"
     with zipfile.ZipFile(bomb, "w", zipfile.ZIP_DEFLATED) as z:

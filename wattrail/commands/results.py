@@ -18,7 +18,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from cloud.store.cli import connect_or_exit, require_schema
+from wattrail.commands.store import connect_or_exit, require_schema
 
 err = Console(stderr=True)
 out = Console()

@@ -75,7 +75,7 @@ def agent_proc(
 
 
 def mount(parent: typer.Typer) -> None:
-    """`wattrail chaos ...` (wattrail/cli.py: `from wattrail.chaos_cmd import mount as
+    """`wattrail chaos ...` (wattrail/cli.py: `from wattrail.commands.chaos import mount as
     mount_chaos` then `mount_chaos(app)`)."""
     parent.add_typer(app, name="chaos")
 

@@ -17,8 +17,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from cloud.analytics import checks
-from cloud.analytics.config import kernel
+from cloud.analytics.kernels import checks
+from cloud.analytics.kernels.config import kernel
 
 
 @kernel

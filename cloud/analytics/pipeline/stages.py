@@ -8,18 +8,18 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from cloud.analytics import kernels_balance as kb
-from cloud.analytics import kernels_forecast as kf
-from cloud.analytics import kernels_intervals as ki
-from cloud.analytics import kernels_loss as kl
-from cloud.analytics import kernels_observer as ko_obs
-from cloud.analytics import kernels_outage as ko
-from cloud.analytics import kernels_quality as kq
-from cloud.analytics import kernels_theft_meter as ktm
-from cloud.analytics import kernels_theft_pattern as ktp
-from cloud.analytics import score as sc
-from cloud.analytics.derived import Derived, derive
-from cloud.analytics.feed import Feed, MeterArrays
+from cloud.analytics.kernels import balance as kb
+from cloud.analytics.kernels import forecast as kf
+from cloud.analytics.kernels import intervals as ki
+from cloud.analytics.kernels import loss as kl
+from cloud.analytics.kernels import observer as ko_obs
+from cloud.analytics.kernels import outage as ko
+from cloud.analytics.kernels import quality as kq
+from cloud.analytics.kernels import theft_meter as ktm
+from cloud.analytics.kernels import theft_pattern as ktp
+from cloud.analytics.pipeline import score as sc
+from cloud.analytics.pipeline.derived import Derived, derive
+from cloud.analytics.pipeline.feed import Feed, MeterArrays
 from protocols.reading import MeterStatus
 
 

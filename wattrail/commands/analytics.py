@@ -1,5 +1,5 @@
 """`wattrail analyze|evaluate`: the analytics batch and its scoring against ground truth.
-wattrail/cli.py mounts them with `cloud.analytics.cli.mount(app)`. Exit codes: 0 done, 1 the
+wattrail/cli.py mounts them with `wattrail.commands.analytics.mount(app)`. Exit codes: 0 done, 1 the
 input (period, region, truth file) is invalid, 2 the database refused (connection, schema).
 
 `wattrail analyze --every 15m --window 1d` is the scheduler a deployment runs: the same batch
@@ -25,7 +25,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from cloud.store.cli import connect_or_exit
+from wattrail.commands.store import connect_or_exit
 
 err = Console(stderr=True)
 out = Console()
@@ -36,7 +36,7 @@ Dsn = Annotated[str, typer.Option(envvar="WATTRAIL_DSN", show_envvar=True,
 
 def mount(app: typer.Typer) -> None:
     """Add `analyze` and `evaluate` to the wattrail command line."""
-    from cloud.analytics.results_cmd import loss_app, suspects_app
+    from wattrail.commands.results import loss_app, suspects_app
 
     app.command("analyze")(analyze_cmd)
     app.command("evaluate")(evaluate_cmd)
@@ -170,7 +170,7 @@ def analyze_cmd(
     if start is None or end is None:  # a usage error, exit 2, as when both options were required
         raise typer.BadParameter("missing: give --from and --to, or --every for the scheduler",
                                  param_hint="'--from'" if start is None else "'--to'")
-    from cloud.analytics.fetch import FetchError
+    from cloud.analytics.data.fetch import FetchError
 
     with connect_or_exit(dsn) as conn, err.status("starting") as status:
         try:

@@ -1,6 +1,6 @@
 """Turn a `Report` into the row arrays of the results tables (pure: no database).
 
-What store_results.py writes, computed here so it can be checked without a server:
+What data/write.py writes, computed here so it can be checked without a server:
 - loss per transformer / feeder / region, per interval and over the period. Transformers come
   straight from the report. Feeders use their head meter as input (report.feeder_balance) and
   regions the sum of their feeder heads (NaN in an interval unless every head read); their
@@ -20,12 +20,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from cloud.analytics import kernels_balance as kb
-from cloud.analytics import kernels_loss as kl
-from cloud.analytics.derived import MIN_COMPLETENESS
-from cloud.analytics.feed import Feed
-from cloud.analytics.pipeline import Report
-from cloud.analytics.score import INDICATOR_NAMES, WEIGHTS
+from cloud.analytics.kernels import balance as kb
+from cloud.analytics.kernels import loss as kl
+from cloud.analytics.pipeline.derived import MIN_COMPLETENESS
+from cloud.analytics.pipeline.feed import Feed
+from cloud.analytics.pipeline.score import INDICATOR_NAMES, WEIGHTS
+from cloud.analytics.pipeline.stages import Report
 from protocols.reading import REGISTERS
 
 

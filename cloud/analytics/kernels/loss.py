@@ -21,8 +21,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from cloud.analytics import checks
-from cloud.analytics.config import kernel
+from cloud.analytics.kernels import checks
+from cloud.analytics.kernels.config import kernel
 
 
 @kernel

@@ -20,9 +20,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from cloud.analytics import checks
-from cloud.analytics.config import kernel
-from cloud.analytics.kernels_balance import group_sum_rows
+from cloud.analytics.kernels import checks
+from cloud.analytics.kernels.balance import group_sum_rows
+from cloud.analytics.kernels.config import kernel
 
 
 @kernel

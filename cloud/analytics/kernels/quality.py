@@ -6,7 +6,7 @@
 - voltage band: EN 50160 asks supply voltage within nominal ±10 % (230 V: 207-253 V) for 95 %
   of a week's 10-minute means; we have instantaneous readings at each instant, so we report the
   share of a meter's instants with any phase outside the band, and its lowest and highest
-  phase voltage. Voltages below `dead_v` are an outage (kernels_outage), not a quality issue;
+  phase voltage. Voltages below `dead_v` are an outage (kernels.outage), not a quality issue;
 - phase imbalance: (max - min) / mean of the three phase currents of a transformer at an
   instant (instants with mean under `i_min` are skipped); reported: mean and share above `limit`.
 """
@@ -15,8 +15,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from cloud.analytics import checks
-from cloud.analytics.config import kernel
+from cloud.analytics.kernels import checks
+from cloud.analytics.kernels.config import kernel
 
 
 @kernel

@@ -10,7 +10,7 @@ balance meter, so they run on any MDM export with a balance meter per transforme
    from day d on adds a step to the ratio; one that moves energy within the day (reported =
    the day's mean, or the day reversed) adds a step to the spread. No split: the whole period
    is quiet.
-2. Technical loss fitted on the loss series itself (`cloud.analytics.kernels_loss.fit_loss_model`
+2. Technical loss fitted on the loss series itself (`cloud.analytics.kernels.loss.fit_loss_model`
    over the quiet prefix: loss = a + b S^2), used where the data have no reactive energy and
    no voltages to measure it; the caller decides.
 3. Attribution (`attribute`). Each customer's typical energy per slot of the day m_i(h) is the

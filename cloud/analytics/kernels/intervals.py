@@ -24,8 +24,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from cloud.analytics import checks
-from cloud.analytics.config import kernel
+from cloud.analytics.kernels import checks
+from cloud.analytics.kernels.config import kernel
 
 Q_VALID, Q_ESTIMATED, Q_MISSING = 0, 2, 3  # values of protocols.reading.Quality
 FLAG_ROLLOVER, FLAG_RESET, FLAG_ROLLBACK = 1, 2, 4

@@ -23,9 +23,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from cloud.analytics import checks
-from cloud.analytics.config import kernel
-from cloud.analytics.kernels_intervals import FLAG_ROLLBACK
+from cloud.analytics.kernels import checks
+from cloud.analytics.kernels.config import kernel
+from cloud.analytics.kernels.intervals import FLAG_ROLLBACK
 from protocols.reading import MeterStatus
 
 TAMPER_BITS = int(
@@ -194,7 +194,7 @@ def meter_indicators(
     Instants (K = T + 1): `v`, `i` float64 (N, K, 3) (NaN for absent phases; a single-phase
     meter's phase is column 0), `i_n`, `s_rep` (reported |P + jQ|, VA) float64 (N, K), `status`
     int64 (N, K), `present` bool (N, K). Per meter: `phases` int64 (N,), `has_pv` bool (N,).
-    `peer` float64 (N, T): the peer profile (kernels_theft_pattern.peer_profiles)."""
+    `peer` float64 (N, T): the peer profile (kernels.theft_pattern.peer_profiles)."""
     n, n_t = checks.array("imp", imp, np.float64, 2).shape
     checks.array("exp", exp, np.float64, 2, (n, n_t))
     checks.array("ivl_flags", ivl_flags, np.uint8, 2, (n, n_t))

@@ -9,27 +9,18 @@ from __future__ import annotations
 
 import time
 
-from cloud.analytics import (
-    kernels_balance,
-    kernels_forecast,
-    kernels_intervals,
-    kernels_loss,
-    kernels_outage,
-    kernels_quality,
-    kernels_theft_meter,
-    kernels_theft_pattern,
+from cloud.analytics.kernels import (
+    balance,
+    forecast,
+    intervals,
+    loss,
+    outage,
+    quality,
+    theft_meter,
+    theft_pattern,
 )
 
-MODULES = (
-    kernels_intervals,
-    kernels_balance,
-    kernels_loss,
-    kernels_theft_meter,
-    kernels_theft_pattern,
-    kernels_quality,
-    kernels_outage,
-    kernels_forecast,
-)
+MODULES = (intervals, balance, loss, theft_meter, theft_pattern, quality, outage, forecast)
 
 
 def warm_up() -> dict[str, float]:

@@ -19,10 +19,10 @@ from typing import Any
 import numpy as np
 import psycopg
 
-from cloud.analytics import results as res
-from cloud.analytics.feed import Feed
-from cloud.analytics.pipeline import Report
-from cloud.analytics.score import INDICATOR_NAMES
+from cloud.analytics.data import rows as res
+from cloud.analytics.pipeline.feed import Feed
+from cloud.analytics.pipeline.score import INDICATOR_NAMES
+from cloud.analytics.pipeline.stages import Report
 from cloud.store.pgcopy.encode import Col, encode
 
 _PG = {"text": 'text COLLATE "C"', "float8": "float8", "int8": "int8", "int4": "int4",

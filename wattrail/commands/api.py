@@ -1,5 +1,5 @@
 """`wattrail api` and `wattrail token create|list|revoke`. wattrail/cli.py mounts them with
-`cloud.api.cli.mount(app)`. Exit codes: 0 done, 1 bad input (unknown role, no such token),
+`wattrail.commands.api.mount(app)`. Exit codes: 0 done, 1 bad input (unknown role, no such token),
 2 the database refused."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import psycopg
 import typer
 from rich.console import Console
 
-from cloud.store.cli import connect_or_exit
+from wattrail.commands.store import connect_or_exit
 
 Dsn = Annotated[str, typer.Option(envvar="WATTRAIL_DSN", show_envvar=True,
                                   help="PostgreSQL DSN of the Wattrail database")]

@@ -1,5 +1,5 @@
 """`wattrail db|topology|readings ...`: the store's commands. wattrail/cli.py mounts them with
-`cloud.store.cli.mount(app)`. Exit codes: 0 done, 1 the input file is invalid (the first 20
+`wattrail.commands.store.mount(app)`. Exit codes: 0 done, 1 the input file is invalid (the first 20
 problems and the count are printed), 2 the database refused (connection, migration, or an
 import it could not finish: nothing of that file was stored) or a bad option."""
 

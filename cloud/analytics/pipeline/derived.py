@@ -13,13 +13,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from cloud.analytics import kernels_balance as kb
-from cloud.analytics import kernels_forecast as kf
-from cloud.analytics import kernels_loss as kl
-from cloud.analytics.checks import KernelInputError
-from cloud.analytics.feed import Topology
+from cloud.analytics.kernels import balance as kb
+from cloud.analytics.kernels import forecast as kf
+from cloud.analytics.kernels import loss as kl
+from cloud.analytics.kernels.checks import KernelInputError
+from cloud.analytics.pipeline.feed import Topology
 
-MIN_COMPLETENESS = 0.95  # kernels_balance.energy_balance's default, recorded with each run
+MIN_COMPLETENESS = 0.95  # kernels.balance.energy_balance's default, recorded with each run
 
 
 @dataclass(frozen=True)

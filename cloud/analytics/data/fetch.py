@@ -36,7 +36,7 @@ import numpy as np
 import psycopg
 from psycopg import sql
 
-from cloud.analytics.feed import PER_METER, Feed, MeterArrays, Topology, empty_arrays
+from cloud.analytics.pipeline.feed import PER_METER, Feed, MeterArrays, Topology, empty_arrays
 from cloud.store import readings_sql
 from cloud.store.pgcopy.decode import PG_EPOCH_US, FixedRowDecoder
 from protocols.reading import MEASURED_FIELDS, REGISTERS, Quality
