@@ -21,6 +21,7 @@ from typing import Any
 import psycopg
 
 from cloud.api.listing import one, rows
+from cloud.store import envelopes_sql
 from security.chain import ChainState
 from security.keyring import KeyCertificate, Keyring
 from security.merkle import consistency_proof, inclusion_proof
@@ -60,8 +61,7 @@ async def reverify(conn: psycopg.AsyncConnection[Any], agent_id: str, seq: int, 
     chain = ChainState()
     # seed with the nearest stored predecessor: then a gap reports exactly the seqs missing
     # between it and this one, and a direct predecessor checks the prev-hash link
-    prev = await one(conn, "SELECT seq, sha256 FROM envelopes WHERE agent_id = %s AND seq < %s "
-                     "ORDER BY seq DESC LIMIT 1", [agent_id, seq])
+    prev = await one(conn, envelopes_sql.PREDECESSOR, [agent_id, seq])
     if prev is not None:
         chain.seed(agent_id, int(prev["seq"]), bytes(prev["sha256"]))
     verdict = verify_envelope(raw, ring, chain, received_at_ms=received_at_ms)

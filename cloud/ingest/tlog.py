@@ -18,6 +18,7 @@ from typing import Any
 import psycopg
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from cloud.store import envelopes_sql
 from security.merkle import consistency_proof as _consistency
 from security.merkle import inclusion_proof, leaf_hash
 from security.merkle_frontier import Frontier
@@ -49,9 +50,7 @@ def append_pending(conn: psycopg.Connection[Any], limit: int = 10_000) -> int:
         if frontier.size != row[0]:
             raise RuntimeError(f"tlog_state is inconsistent: size {row[0]} vs frontier "
                                f"{frontier.size}; restore it from tlog_leaves")
-        pending = conn.execute(
-            "SELECT agent_id, seq, raw FROM envelopes WHERE log_index IS NULL "
-            "ORDER BY received_at, agent_id, seq LIMIT %s", [limit]).fetchall()
+        pending = conn.execute(envelopes_sql.UNLOGGED, [limit]).fetchall()
         if not pending:
             return 0
         leaves = []
@@ -62,9 +61,7 @@ def append_pending(conn: psycopg.Connection[Any], limit: int = 10_000) -> int:
             with cur.copy("COPY tlog_leaves (idx, agent_id, seq, leaf_hash) FROM STDIN") as cp:
                 for item in leaves:
                     cp.write_row(item)
-            cur.execute(
-                "UPDATE envelopes e SET log_index = l.idx FROM tlog_leaves l "
-                "WHERE l.agent_id = e.agent_id AND l.seq = e.seq AND e.log_index IS NULL")
+            cur.execute(envelopes_sql.SET_LOG_INDEX_FROM_LEAVES)
         conn.execute("UPDATE tlog_state SET size = %s, frontier = %s",
                      [frontier.size, json.dumps(frontier.to_list())])
         return len(leaves)

@@ -37,7 +37,7 @@ from typing import Any
 import psycopg
 
 from cloud.ingest.classify import Candidate, Quarantine, QuarantineReason
-from cloud.store import readings_sql
+from cloud.store import envelopes_sql, quarantine_sql, readings_sql
 from protocols.envelope import GENESIS_PREV_HASH
 from protocols.errors import ProtocolError
 from protocols.reading import MEASURED_FIELDS
@@ -209,8 +209,7 @@ def store_batch(conn: psycopg.Connection[Any], items: Sequence[Candidate | Quara
         inserted = _insert_envelopes(conn, to_insert)
         for c, _v in to_insert:  # lost a race with another ingestor for this seq
             if (c.agent_id, c.seq) not in inserted:
-                row = conn.execute("SELECT sha256 FROM envelopes WHERE agent_id = %s AND seq = %s",
-                                   [c.agent_id, c.seq]).fetchone()
+                row = conn.execute(envelopes_sql.SHA256_AT, [c.agent_id, c.seq]).fetchone()
                 if row is not None and bytes(row[0]) == c.envelope_hash:
                     res.duplicates += 1
                 else:
@@ -240,10 +239,7 @@ def _known_hashes(conn: psycopg.Connection[Any], cands: list[Candidate]
         return {}
     agents = [c.agent_id for c in cands] * 2
     seqs = [c.seq for c in cands] + [c.seq - 1 for c in cands]
-    rows = conn.execute(
-        "SELECT e.agent_id, e.seq, e.sha256 FROM envelopes e "
-        "JOIN unnest(%s::text[], %s::int8[]) AS k(agent_id, seq) "
-        "ON e.agent_id = k.agent_id AND e.seq = k.seq", [agents, seqs]).fetchall()
+    rows = conn.execute(envelopes_sql.HASHES_AT_KEYS, [agents, seqs]).fetchall()
     return {(a, s): bytes(h) for a, s, h in rows}
 
 
@@ -252,13 +248,7 @@ def _insert_envelopes(conn: psycopg.Connection[Any], rows: list[tuple[Candidate,
     if not rows:
         return set()
     out = conn.execute(
-        "INSERT INTO envelopes (agent_id, seq, raw, sha256, key_id, sent_at, received_at, verdict, "
-        "                       clock_status) "
-        "SELECT a, s, r, h, k, to_timestamp(st / 1000.0), to_timestamp(rt / 1000.0), v, cs "
-        "FROM unnest(%s::text[], %s::int8[], %s::bytea[], %s::bytea[], %s::bytea[], "
-        "            %s::int8[], %s::int8[], %s::text[], %s::int2[]) "
-        "     AS u(a, s, r, h, k, st, rt, v, cs) "
-        "ON CONFLICT (agent_id, seq) DO NOTHING RETURNING agent_id, seq",
+        envelopes_sql.INSERT_FROM_ARRAYS,
         [[c.agent_id for c, _ in rows], [c.seq for c, _ in rows],
          [c.msg.payload for c, _ in rows], [c.envelope_hash for c, _ in rows],
          [c.payload.kid for c, _ in rows], [c.payload.sent_at_ms for c, _ in rows],
@@ -302,8 +292,7 @@ def _quarantine(conn: psycopg.Connection[Any], q: Quarantine, budget: int) -> bo
     """Store (or count again) one quarantined message; False when only its prefix was kept
     because its agent's budget is spent (or it is oversized)."""
     sha = q.envelope_hash
-    if conn.execute("UPDATE quarantine SET count = count + 1, last_seen = now() "
-                    "WHERE sha256 = %s", [sha]).rowcount:
+    if conn.execute(quarantine_sql.COUNT_AGAIN, [sha]).rowcount:
         return True  # seen before: a repeat costs a counter, not its bytes again
     size = len(q.msg.payload)
     key = budget_key(q)
@@ -317,11 +306,7 @@ def _quarantine(conn: psycopg.Connection[Any], q: Quarantine, budget: int) -> bo
         conn.execute("INSERT INTO quarantine_usage AS u (agent_key, truncated) VALUES (%s, 1) "
                      "ON CONFLICT (agent_key) DO UPDATE SET truncated = u.truncated + 1, "
                      "updated_at = now()", [key])
-    conn.execute(
-        "INSERT INTO quarantine (sha256, raw, agent_id, seq, reason, detail, size_bytes, "
-        "truncated) VALUES (%s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT (sha256) DO UPDATE SET "
-        "count = quarantine.count + 1, last_seen = now()",
-        [*quarantine_row(q, whole=whole), size, truncated])
+    conn.execute(quarantine_sql.INSERT, [*quarantine_row(q, whole=whole), size, truncated])
     return not truncated
 
 
@@ -339,9 +324,7 @@ def _advance(conn: psycopg.Connection[Any], agents: list[str]
         assert row is not None
         upto = int(row[0])
         while True:  # in pages, in case a long backlog was stored ahead of a filled gap
-            seqs = [s for (s,) in conn.execute(
-                "SELECT seq FROM envelopes WHERE agent_id = %s AND seq > %s ORDER BY seq "
-                "LIMIT 10000", [agent, upto])]
+            seqs = [s for (s,) in conn.execute(envelopes_sql.SEQS_AFTER, [agent, upto])]
             run = upto
             for s in seqs:
                 if s != run + 1:
@@ -350,15 +333,14 @@ def _advance(conn: psycopg.Connection[Any], agents: list[str]
             if run == upto:
                 break
             upto = run
-            if run != seqs[-1] or len(seqs) < 10000:  # stopped at a gap, or saw them all
+            if run != seqs[-1] or len(seqs) < envelopes_sql.SEQS_PAGE:  # stopped at a gap, or saw them all
                 break
         conn.execute("UPDATE agent_progress SET committed_upto = %s, updated_at = now() "
                      "WHERE agent_id = %s", [upto, agent])
         out[agent] = upto
         hashes[agent] = GENESIS_PREV_HASH  # seq 0: nothing committed yet
         if upto:
-            h = conn.execute("SELECT sha256 FROM envelopes WHERE agent_id = %s AND seq = %s",
-                             [agent, upto]).fetchone()
+            h = conn.execute(envelopes_sql.SHA256_AT, [agent, upto]).fetchone()
             assert h is not None, "the committed prefix ends at a stored envelope"
             hashes[agent] = bytes(h[0])
     return out, hashes

@@ -21,7 +21,7 @@ from cloud.api.listing import keyset_page, one, rows
 from cloud.api.params import FormatParam, PageDep, Time, utc
 from cloud.api.problems import ProblemError, responses
 from cloud.api.tabular import CSV_RESPONSE, Page, page_or_csv
-from cloud.store import readings_sql
+from cloud.store import envelopes_sql, quarantine_sql, readings_sql
 from protocols.envelope import ClockStatus
 from security.key_certificate import KeyCertificateError, key_certificate
 
@@ -95,8 +95,6 @@ class ReadingAudit(BaseModel):
 
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-_ENV = ("SELECT agent_id, seq, raw, sha256, key_id, sent_at, received_at, verdict, log_index "
-        "FROM envelopes WHERE agent_id = %s AND seq = %s")
 
 
 def _summary(pem: str | None, ca_pem: bytes | None) -> CertificateSummary | None:
@@ -137,7 +135,7 @@ def key_public(r: dict[str, Any], ca_pem: bytes | None) -> KeyPublic:
 
 
 async def envelope_audit(conn: ConnDep, agent_id: str, seq: int, ca_pem: bytes | None) -> EnvelopeAudit:
-    env = await one(conn, _ENV, [agent_id, seq])
+    env = await one(conn, envelopes_sql.AUDIT_AT, [agent_id, seq])
     if env is None:
         raise ProblemError(404, f"no stored envelope {seq} of agent {agent_id!r}", kind="not-found")
     raw, sha = bytes(env["raw"]), bytes(env["sha256"])
@@ -255,27 +253,16 @@ async def chain_status(agent_id: AgentId, conn: ConnDep, _t: AuditorToken,
                       [agent_id])
     if agent is None:
         raise ProblemError(404, f"no registered agent {agent_id!r}", kind="not-found")
-    s = await one(conn, "SELECT count(*) AS n, min(seq) AS lo, max(seq) AS hi, max(received_at) AS last, "
-                  "count(*) FILTER (WHERE log_index IS NULL) AS unlogged "
-                  "FROM envelopes WHERE agent_id = %s", [agent_id])
+    s = await one(conn, envelopes_sql.CHAIN_TOTALS, [agent_id])
     assert s is not None
     cap = settings.max_gap_ranges
     # a gap is a run of seqs missing between two stored ones, or before the first stored one
-    gaps = await rows(conn,
-                      "SELECT from_seq, to_seq FROM ("
-                      "  SELECT coalesce(lag(seq) OVER (ORDER BY seq), 0) + 1 AS from_seq, seq - 1 AS to_seq"
-                      "  FROM envelopes WHERE agent_id = %s) g "
-                      "WHERE to_seq >= from_seq ORDER BY from_seq LIMIT %s", [agent_id, cap + 1])
-    verdicts = await rows(conn, "SELECT verdict, count(*) AS n FROM envelopes WHERE agent_id = %s "
-                          "GROUP BY verdict", [agent_id])
+    gaps = await rows(conn, envelopes_sql.CHAIN_GAPS, [agent_id, cap + 1])
+    verdicts = await rows(conn, envelopes_sql.COUNT_BY_VERDICT, [agent_id])
     rc = await one(conn, "SELECT count(*) AS n FROM reading_conflicts WHERE agent_id = %s", [agent_id])
-    clock = await rows(conn, "SELECT clock_status, count(*) AS n FROM envelopes "
-                       "WHERE agent_id = %s AND clock_status <> 0 GROUP BY clock_status", [agent_id])
-    quarantined = await rows(conn, "SELECT reason, count(*) AS n FROM quarantine WHERE agent_id = %s "
-                             "GROUP BY reason", [agent_id])
-    conflicts = await rows(conn, "SELECT seq, id AS quarantine_id, detail, count, last_seen FROM quarantine "
-                           "WHERE agent_id = %s AND reason = 'conflict' ORDER BY seq, id LIMIT 100",
-                           [agent_id])
+    clock = await rows(conn, envelopes_sql.COUNT_BY_CLOCK_FLAG, [agent_id])
+    quarantined = await rows(conn, quarantine_sql.COUNT_BY_REASON_OF_AGENT, [agent_id])
+    conflicts = await rows(conn, quarantine_sql.CONFLICTS_OF_AGENT, [agent_id])
     n, hi = int(s["n"]), s["hi"]
     return ChainStatus(
         agent_id=agent_id, stored_envelopes=n, first_seq=s["lo"], last_seq=hi,
@@ -309,10 +296,6 @@ class QuarantineDetail(QuarantinePublic):
     raw_base64: str
 
 
-_Q = ("SELECT q.id, q.reason, q.detail, q.agent_id AS claimed_agent_id, q.seq, q.sha256, "
-      "q.size_bytes, q.truncated, q.count, q.first_seen, q.last_seen")
-
-
 @router.get("/quarantine", response_model=Page[QuarantinePublic], responses={**CSV_RESPONSE, **_ERR})
 async def list_quarantine(
     request: Request, conn: ConnDep, _t: AuditorToken, page: PageDep,
@@ -333,7 +316,7 @@ async def list_quarantine(
         except OverflowError:
             raise ProblemError(422, "since is outside the supported years", kind="bad-time") from None
         where.append("q.last_seen >= %s")
-    found, nxt = await keyset_page(conn, kind="quarantine", select=_Q + " FROM quarantine q",
+    found, nxt = await keyset_page(conn, kind="quarantine", select=quarantine_sql.LIST,
                                    where=where, params=params, key=["q.id"], key_types=(int,),
                                    cursor=page.cursor, limit=page.limit)
     items = [QuarantinePublic(**{**r, "sha256": bytes(r["sha256"]).hex()}) for r in found]
@@ -343,7 +326,7 @@ async def list_quarantine(
 @router.get("/quarantine/{quarantine_id}", response_model=QuarantineDetail, responses=_ERR)
 async def get_quarantined(quarantine_id: Annotated[int, Path(ge=1, le=2**63 - 1)], conn: ConnDep,
                           _t: AuditorToken) -> QuarantineDetail:
-    r = await one(conn, _Q + ", q.raw FROM quarantine q WHERE q.id = %s", [quarantine_id])
+    r = await one(conn, quarantine_sql.WITH_RAW_BY_ID, [quarantine_id])
     if r is None:
         raise ProblemError(404, f"no quarantined message {quarantine_id}", kind="not-found")
     raw = bytes(r.pop("raw"))

@@ -50,7 +50,7 @@ from cloud.api.listing import one, rows
 from cloud.api.params import Time, check_range
 from cloud.api.problems import ProblemError, responses
 from cloud.api.routes.tlog import head_public
-from cloud.store import readings_sql
+from cloud.store import envelopes_sql, readings_sql
 from protocols.envelope import decode_payload, decode_sign1
 from protocols.envelope.errors import EnvelopeError
 from protocols.reading import MEASURED_FIELDS
@@ -107,7 +107,6 @@ def _safe(name: str) -> str:
     return "".join(c if c.isalnum() or c in "-_." else "_" for c in name)[:150]
 
 
-_ENV_COLS = "seq, raw, sha256, key_id, sent_at, received_at, verdict, log_index"
 _CONFLICT_COLS = ("meter_id, (extract(epoch FROM ts) * 1000)::bigint AS ts_ms, "
                   + ", ".join(MEASURED_FIELDS) + ", status, quality, agent_id, seq")
 
@@ -118,12 +117,10 @@ async def _collect(conn: ConnDep, agent_id: str, start: datetime, end: datetime,
     if await one(conn, "SELECT 1 AS x FROM agents WHERE agent_id = %s", [agent_id]) is None:
         raise ProblemError(404, f"no registered agent {agent_id!r}", kind="not-found")
     cap = settings.export_max_envelopes
-    span = await one(conn, "SELECT min(seq) AS lo, max(seq) AS hi FROM envelopes "
-                     "WHERE agent_id = %s AND sent_at >= %s AND sent_at < %s", [agent_id, start, end])
+    span = await one(conn, envelopes_sql.SEQ_SPAN_SENT_IN, [agent_id, start, end])
     lo, hi = (span["lo"], span["hi"]) if span else (None, None)
     envs = [] if lo is None else await rows(
-        conn, f"SELECT {_ENV_COLS} FROM envelopes WHERE agent_id = %s AND seq BETWEEN %s AND %s "
-        "ORDER BY seq LIMIT %s", [agent_id, lo, hi, cap + 1])
+        conn, envelopes_sql.EXPORT_IN_SEQS, [agent_id, lo, hi, cap + 1])
     if len(envs) > cap:
         raise ProblemError(413, f"more than {cap} envelopes in the period; export shorter periods",
                            kind="export-too-large")
@@ -160,8 +157,7 @@ async def _collect(conn: ConnDep, agent_id: str, start: datetime, end: datetime,
                           "consistency_to_latest": [p.hex() for p in proof]})
     pred = None
     if envs and envs[0]["seq"] > 1:
-        p = await one(conn, "SELECT seq, sha256 FROM envelopes WHERE agent_id = %s AND seq = %s",
-                      [agent_id, envs[0]["seq"] - 1])
+        p = await one(conn, envelopes_sql.SEQ_SHA256_AT, [agent_id, envs[0]["seq"] - 1])
         pred = {"seq": p["seq"], "sha256": bytes(p["sha256"]).hex()} if p else None
     gaps, prev_seq = [], None
     for e in envs:
@@ -221,15 +217,11 @@ async def _window(conn: ConnDep, agent_id: str, lo: int | None, hi: int | None,
     the exported ones, by sent-at when the period holds none); open-ended at the top when no
     later envelope is stored. Whatever the log or the readings hold in it belongs here."""
     if lo is not None:
-        below = await one(conn, "SELECT max(seq) AS s FROM envelopes WHERE agent_id = %s AND seq < %s",
-                          [agent_id, lo])
-        above = await one(conn, "SELECT min(seq) AS s FROM envelopes WHERE agent_id = %s AND seq > %s",
-                          [agent_id, hi])
+        below = await one(conn, envelopes_sql.MAX_SEQ_BELOW, [agent_id, lo])
+        above = await one(conn, envelopes_sql.MIN_SEQ_ABOVE, [agent_id, hi])
     else:
-        below = await one(conn, "SELECT max(seq) AS s FROM envelopes WHERE agent_id = %s "
-                          "AND sent_at < %s", [agent_id, start])
-        above = await one(conn, "SELECT min(seq) AS s FROM envelopes WHERE agent_id = %s "
-                          "AND sent_at >= %s", [agent_id, end])
+        below = await one(conn, envelopes_sql.MAX_SEQ_SENT_BEFORE, [agent_id, start])
+        above = await one(conn, envelopes_sql.MIN_SEQ_SENT_FROM, [agent_id, end])
     first = int(below["s"]) + 1 if below and below["s"] is not None else 1
     last = int(above["s"]) - 1 if above and above["s"] is not None else None
     return first, last

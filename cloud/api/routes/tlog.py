@@ -20,6 +20,7 @@ from cloud.api.listing import keyset_page, one
 from cloud.api.params import FormatParam, PageDep
 from cloud.api.problems import ProblemError, responses
 from cloud.api.tabular import CSV_RESPONSE, Page, page_or_csv
+from cloud.store import envelopes_sql
 from security.tree_head import TreeHead
 
 router = APIRouter(prefix="/v1/audit", tags=["transparency log"])
@@ -96,11 +97,9 @@ async def inclusion(
     tree_size: Annotated[int | None, Query(ge=1, le=2**63 - 1,
                                            description="a signed size; default the latest")] = None,
 ) -> InclusionProof:
-    leaf = await one(conn, "SELECT l.idx, l.leaf_hash FROM envelopes e JOIN tlog_leaves l "
-                     "ON l.idx = e.log_index WHERE e.agent_id = %s AND e.seq = %s", [agent_id, seq])
+    leaf = await one(conn, envelopes_sql.LEAF_AT, [agent_id, seq])
     if leaf is None:
-        stored = await one(conn, "SELECT 1 AS x FROM envelopes WHERE agent_id = %s AND seq = %s",
-                           [agent_id, seq])
+        stored = await one(conn, envelopes_sql.IS_STORED, [agent_id, seq])
         if stored is None:
             raise ProblemError(404, f"no stored envelope {seq} of agent {agent_id!r}", kind="not-found")
         raise ProblemError(409, "the envelope is stored but not in the log yet; retry after the "
