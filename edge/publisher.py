@@ -42,7 +42,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from edge.broker_errors import explain_tls_error, probe_tls
-from edge.delivery import ConnEvent, ConnState, backoff_delay, next_conn_state
+from edge.delivery import CONN_TRANSITIONS, ConnEvent, ConnState, Deliveries, Machine, backoff_delay
 from edge.outbox import ForeignAckError, Outbox
 from protocols.topics import MalformedMessage, decode_ack, topic
 
@@ -105,12 +105,12 @@ class Publisher:
         self.resend_after = resend_after
         self.backoff_cap = backoff_cap
         self.stats = PublisherStats(confirmed_seq=outbox.confirmed_seq())
-        self.state = ConnState.DISCONNECTED
+        self._conn: Machine[ConnState, ConnEvent] = Machine(
+            CONN_TRANSITIONS, ConnState.DISCONNECTED, what="broker connection")
         self._stop = threading.Event()
         self._wake = threading.Event()
         self._lock = threading.Lock()
-        self._sent_up_to = outbox.confirmed_seq()  # highest seq published on this connection
-        self._inflight: dict[int, tuple[int, int]] = {}  # mid -> (seq, created_ms), no PUBACK
+        self._deliveries = Deliveries(outbox.confirmed_seq())  # envelopes and copies out
         self._events: deque[bytes] = deque()
         self.max_events = max_events
         self.connect_timeout = connect_timeout
@@ -146,11 +146,15 @@ class Publisher:
             doc.update(head_seq=self.outbox.head().seq, confirmed_seq=self.outbox.confirmed_seq())
         return json.dumps(doc, separators=(",", ":")).encode()
 
+    @property
+    def state(self) -> ConnState:
+        return self._conn.state
+
     def _transition(self, event: ConnEvent) -> None:
-        new = next_conn_state(self.state, event)
-        if new is not self.state:
-            log.info("broker connection %s -> %s (%s)", self.state.value, new.value, event.value)
-        self.state = new
+        old = self._conn.state
+        new = self._conn.step(event)
+        if new is not old:
+            log.info("broker connection %s -> %s (%s)", old.value, new.value, event.value)
         self.stats.state = new.value
 
     def _on_connect(self, client: mqtt.Client, _u: Any, _f: Any, rc: Any, _p: Any) -> None:
@@ -166,8 +170,7 @@ class Publisher:
         with self._lock:
             # Start again from the last confirmed seq: whatever was in flight on the old
             # connection may never have reached the broker.
-            self._sent_up_to = self.outbox.confirmed_seq()
-            self._inflight.clear()
+            self._deliveries.connection_lost()
             self._last_progress = time.monotonic()
         client.subscribe(topic(self.agent_id, "ack"), qos=1)
         client.publish(topic(self.agent_id, "status"), self._status_payload("online"), qos=1,
@@ -188,7 +191,7 @@ class Publisher:
 
     def _on_publish(self, _c: Any, _u: Any, mid: int, rc: Any, _p: Any) -> None:
         with self._lock:
-            sent = self._inflight.pop(mid, None)
+            sent = self._deliveries.puback(mid, refused=rc.is_failure)
         if sent is not None and not rc.is_failure:
             self.stats.last_puback_seq = max(self.stats.last_puback_seq, sent[0])
             self.stats.publish_lag_s = max(0.0, time.time() - sent[1] / 1000)
@@ -217,8 +220,9 @@ class Publisher:
             self.stats.foreign_acks += 1
             log.warning("%s (an ack left from an earlier chain under this agent id?)", exc)
             return
-        if confirmed:
-            with self._lock:
+        with self._lock:
+            self._deliveries.cloud_ack(self.outbox.confirmed_seq())
+            if confirmed:
                 self._last_progress = time.monotonic()
         self.stats.confirmed_seq = self.outbox.confirmed_seq()
         self._wake.set()
@@ -232,15 +236,16 @@ class Publisher:
         now = time.monotonic()
         with self._lock:
             confirmed = self.outbox.confirmed_seq()
-            if (self.outbox.depth and self._sent_up_to > confirmed
+            self._deliveries.cloud_ack(confirmed)
+            if (self.outbox.depth and self._deliveries.unconfirmed
                     and now - self._last_progress > self.resend_after):
                 log.warning("no cloud ack for %.0f s: resending from seq %d",
                             now - self._last_progress, confirmed + 1)
                 self.stats.resends += 1
-                self._sent_up_to = confirmed
+                self._deliveries.resend_timeout()
                 self._last_progress = now
-            room = self.window - len(self._inflight)
-            after = max(self._sent_up_to, confirmed)
+            room = self.window - len(self._deliveries.copies)
+            after = self._deliveries.cursor
         if room <= 0:
             return
         for item in self.outbox.pending(after_seq=after, limit=room):
@@ -248,8 +253,7 @@ class Publisher:
             if info.rc != mqtt.MQTT_ERR_SUCCESS:
                 break  # not connected any more; on_disconnect drives the state
             with self._lock:
-                self._inflight[info.mid] = (item.seq, item.created_ms)
-                self._sent_up_to = item.seq
+                self._deliveries.published(info.mid, item.seq, item.created_ms)
             self.stats.published += 1
 
     def _flush_events(self) -> None:
@@ -300,8 +304,7 @@ class Publisher:
         self._next_delay = delay
         log.error("cannot connect to broker %s:%d (attempt %d): %s; retrying in %.1f s",
                   self.broker.host, self.broker.port, n + 1, error, delay)
-        if self.state is not ConnState.BACKOFF:
-            self._transition(ConnEvent.FAILED)
+        self._transition(ConnEvent.FAILED)  # BACKOFF already if paho reported it first
 
     def run(self) -> None:
         """Run until `stop()`: connect, pump, loop; back off and reconnect on any failure."""
