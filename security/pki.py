@@ -31,7 +31,7 @@ from pathlib import Path
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from cryptography.hazmat.primitives.asymmetric.types import CertificatePublicKeyTypes
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
@@ -227,6 +227,68 @@ def _revoked(directory: Path) -> dict[str, int]:
 
 def _cn(cert: x509.Certificate) -> str:
     return str(cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)[0].value)
+
+
+# -- reading a CA folder: what a relying party (the key registry) needs from it ---------------
+
+
+def _read(source: Path | bytes, what: str, fix: str) -> tuple[bytes, Path | None]:
+    if isinstance(source, bytes):
+        return source, None
+    try:
+        return Path(source).read_bytes(), Path(source)
+    except FileNotFoundError as exc:
+        raise PkiError(f"no {what} here; {fix}", path=Path(source)) from exc
+
+
+def _certificate(pem: bytes, path: Path | None) -> x509.Certificate:
+    try:
+        return x509.load_pem_x509_certificate(pem)
+    except ValueError as exc:
+        raise PkiError(f"not a PEM certificate ({exc}); give the .crt/.pem file the CA wrote",
+                       path=path) from exc
+
+
+def load_certificate(source: Path | bytes) -> x509.Certificate:
+    """One PEM certificate, from its file or its bytes."""
+    return _certificate(*_read(source, "certificate", "check the path"))
+
+
+def load_ca_certificate(directory: Path) -> x509.Certificate:
+    """The CA certificate (ca.crt) of a CA folder; unlike `_load_ca`, no private key needed."""
+    return _certificate(*_read(Path(directory) / "ca.crt", "CA certificate",
+                               "run init_ca (wattrail pki init) first"))
+
+
+def load_crl(source: Path | bytes) -> x509.CertificateRevocationList:
+    """A PEM CRL, from its file (crl.pem) or its bytes. Its signature is not checked here."""
+    pem, path = _read(source, "CRL", "run write_crl (or init_ca) to sign one")
+    try:
+        return x509.load_pem_x509_crl(pem)
+    except ValueError as exc:
+        raise PkiError(f"not a PEM CRL ({exc}); re-sign it with write_crl", path=path) from exc
+
+
+def revocation_times(crl: x509.CertificateRevocationList) -> dict[int, int]:
+    """{serial: revoked-at ms} of every certificate the CRL lists."""
+    return {r.serial_number: _ms(r.revocation_date_utc) for r in crl}
+
+
+def issued_certificates(directory: Path) -> list[x509.Certificate]:
+    """Every certificate the CA issued (certs/*.pem), in file-name order."""
+    return [load_certificate(p) for p in sorted((Path(directory) / "certs").glob("*.pem"))]
+
+
+def signing_key_certificates(directory: Path) -> list[tuple[KeyCertificate, str]]:
+    """Every agent signing key the CA in `directory` issued, each checked against the CA by
+    `key_certificate` (raises KeyCertificateError) with its revocation time from crl.pem, and
+    the certificate's PEM text. TLS certificates are skipped: the broker's business."""
+    ca = load_ca_certificate(directory)
+    revoked = revocation_times(load_crl(Path(directory) / "crl.pem"))
+    return [(key_certificate(cert, ca, revoked.get(cert.serial_number)),
+             cert.public_bytes(serialization.Encoding.PEM).decode())
+            for cert in issued_certificates(directory)
+            if isinstance(cert.public_key(), Ed25519PublicKey)]
 
 
 # -- TLS identities of the infrastructure: the broker (server) and cloud services (clients) ---
