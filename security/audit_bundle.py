@@ -28,6 +28,9 @@ source with the same values, and signed readings kept aside in `reading_conflict
 their (meter, time) holds another row: an agent clock that stepped back, an import that came
 first, or two readings of one meter at one instant in one envelope (`reading` notes; which of
 two such readings sits in `readings` is not evidence, the envelope signed both).
+
+The `log` leaf and `reading` checks of the stored rows are in security/audit_rows.py; the
+report and its findings in security/audit_report.py.
 """
 
 from __future__ import annotations
@@ -36,7 +39,6 @@ import base64
 import binascii
 import datetime as dt
 import hashlib
-from dataclasses import dataclass, field
 from typing import Any
 
 from cryptography import x509
@@ -44,7 +46,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from protocols.envelope import Payload, decode_payload, decode_sign1
 from protocols.envelope.errors import EnvelopeError
-from protocols.reading import MEASURED_FIELDS, Reading
+from security.audit_report import AuditReport, Finding
+from security.audit_rows import check_log_leaves, check_readings
 from security.chain import ChainState
 from security.key_certificate import KeyCertificateError, key_certificate
 from security.keyring import Keyring, KeyringError
@@ -53,28 +56,6 @@ from security.tree_head import SignedTreeHead, TreeHead, verify_tree_head
 from security.verify import Status, verify_envelope
 
 FORMAT = "wattrail-audit-bundle"
-
-
-@dataclass(frozen=True)
-class Finding:
-    kind: str
-    detail: str
-    seq: int | None = None
-
-
-@dataclass
-class AuditReport:
-    agent_id: str = ""
-    envelopes: int = 0
-    verified: int = 0
-    proofs_checked: int = 0
-    heads_checked: int = 0
-    findings: list[Finding] = field(default_factory=list)
-    notes: list[Finding] = field(default_factory=list)
-
-    @property
-    def ok(self) -> bool:
-        return not self.findings
 
 
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
@@ -234,9 +215,9 @@ def _verify_bundle(bundle: dict[str, Any], ca: x509.Certificate,
             rep.findings.append(Finding("consistency", f"head of size {old.head.tree_size} is "
                                         "not consistent with the latest head"))
     if "log_leaves" in bundle:  # older exports lack these two; the CLI says so
-        _check_log_leaves(bundle, raws, rep)
+        check_log_leaves(bundle, raws, rep)
     if "readings" in bundle:
-        _check_readings(bundle, signed, set(raws), rep)
+        check_readings(bundle, signed, set(raws), rep)
     return rep
 
 
@@ -283,110 +264,6 @@ def _check_columns(e: dict[str, Any], payload: Payload, seq: int, rep: AuditRepo
     if "key_id" in e and e["key_id"] != payload.kid.hex():
         rep.findings.append(Finding("envelope", f"stored key id {e['key_id']} is not the signed "
                                     f"{payload.kid.hex()}", seq))
-
-
-def _check_log_leaves(bundle: dict[str, Any], raws: dict[int, bytes], rep: AuditReport) -> None:
-    leaves = {int(x["seq"]): (int(x["idx"]), str(x["leaf_hash"])) for x in bundle["log_leaves"]}
-    index = {int(e["seq"]): e.get("log_index") for e in bundle.get("envelopes", [])}
-    for seq, (idx, lh) in sorted(leaves.items()):
-        if seq not in raws:
-            rep.findings.append(Finding("log", f"the log holds this seq at index {idx}, but its "
-                                        "envelope is not in the store (deleted or moved)", seq))
-            continue
-        if leaf_hash(raws[seq]).hex() != lh:
-            rep.findings.append(Finding("log", f"leaf {idx} is not the hash of the stored "
-                                        "envelope", seq))
-        if index[seq] is not None and int(index[seq]) != idx:
-            rep.findings.append(Finding("log", f"stored log index {index[seq]} but the log "
-                                        f"holds it at {idx}", seq))
-    for seq, idx in sorted(index.items()):
-        if idx is not None and seq not in leaves:
-            rep.findings.append(Finding("log", f"stored as logged at index {idx}, but the log "
-                                        "holds no leaf for it", seq))
-
-
-_VALUES = (*MEASURED_FIELDS, "status", "quality")
-
-
-def _values(r: Reading) -> dict[str, Any]:
-    return {f: (int(getattr(r, f)) if f in ("status", "quality") else getattr(r, f))
-            for f in _VALUES}
-
-
-def _source(row: dict[str, Any]) -> str:
-    if row.get("provenance") == "signed":
-        return f"agent {row.get('agent_id')} seq {row.get('seq')}"
-    return f"import batch {row.get('import_batch')}"
-
-
-def _key(r: dict[str, Any]) -> tuple[int, str, int]:
-    return int(r["seq"]), str(r["meter_id"]), int(r["ts_ms"])
-
-
-def _signed_there(payload: Payload, meter: str, ts: int, row: dict[str, Any]) -> bool:
-    """Did `payload` sign a reading of `meter` at `ts` with exactly the values in `row`?"""
-    return any(r.meter_id == meter and r.ts_ms == ts
-               and all(row.get(f) == v for f, v in _values(r).items()) for r in payload.readings)
-
-
-def _check_readings(bundle: dict[str, Any], signed: dict[int, Payload], stored: set[int],
-                    rep: AuditReport) -> None:
-    """Every stored row that names one of this agent's envelopes, in `readings` or kept aside
-    in `reading_conflicts`, must be a reading that envelope signed, with the signed values;
-    every signed reading must be stored in one of the two."""
-    agent = rep.agent_id
-    at = {(str(r["meter_id"]), int(r["ts_ms"])): r for r in bundle["readings"]}
-    aside: dict[tuple[int, str, int], list[dict[str, Any]]] = {}
-    for c in bundle.get("reading_conflicts", []):  # older exports lack it
-        if c.get("agent_id") == agent:
-            aside.setdefault(_key(c), []).append(c)
-    held_from = bundle.get("readings_held_from_ms")
-    reported: set[tuple[int, str, int]] = set()  # one finding per altered row is enough
-    for seq, payload in sorted(signed.items()):
-        for r in payload.readings:
-            row, where = at.get((r.meter_id, r.ts_ms)), f"meter {r.meter_id} at {r.ts_ms} ms"
-            kept = any(all(c.get(f) == v for f, v in _values(r).items())
-                       for c in aside.get((seq, r.meter_id, r.ts_ms), []))
-            if row is None:
-                if kept:
-                    rep.notes.append(Finding("reading", f"{where}: kept in reading_conflicts; "
-                                             "no row holds its (meter, time) now", seq))
-                elif held_from is not None and r.ts_ms < int(held_from):
-                    rep.notes.append(Finding("reading", f"{where}: older than the oldest "
-                                             "readings chunk (retention)", seq))
-                else:
-                    rep.findings.append(Finding("reading", f"{where}: signed but not stored",
-                                                seq))
-                continue
-            diff = [f for f, v in _values(r).items() if row.get(f) != v]
-            mine = (row.get("provenance") == "signed" and row.get("agent_id") == agent
-                    and row.get("seq") == seq)
-            if diff and kept:
-                rep.notes.append(Finding("reading", f"{where}: kept in reading_conflicts, its "
-                                         f"(meter, time) holds another reading (from "
-                                         f"{_source(row)})", seq))
-            elif diff:
-                shown = ", ".join(f"{f} signed {getattr(r, f)!r} stored {row.get(f)!r}"
-                                  for f in diff[:3])
-                src = "" if mine else f" (stored from {_source(row)})"
-                rep.findings.append(Finding("reading", f"{where}: {shown}{src}", seq))
-                reported.add((seq, r.meter_id, r.ts_ms))
-            elif not mine:
-                rep.notes.append(Finding("reading", f"{where}: stored once, from {_source(row)}, "
-                                         "with the signed values", seq))
-    named = [("", row) for row in at.values()
-             if row.get("provenance") == "signed" and row.get("agent_id") == agent]
-    named += [("kept-aside ", c) for cs in aside.values() for c in cs]
-    for what, row in sorted(named, key=lambda x: (_key(x[1]), x[0])):
-        seq, meter, ts = _key(row)
-        if seq not in stored:
-            rep.findings.append(Finding("reading", f"{what}meter {meter} at {ts} ms names seq "
-                                        f"{seq} as its source, which is not stored", seq))
-        elif (seq in signed and (seq, meter, ts) not in reported
-              and not _signed_there(signed[seq], meter, ts, row)):
-            rep.findings.append(Finding("reading", f"{what}meter {meter} at {ts} ms names seq "
-                                        f"{seq} as its source, which did not sign it with "
-                                        "these values", seq))
 
 
 def _check_envelope(raw: bytes, seq: int, ring: Keyring, chain: ChainState,

@@ -10,179 +10,55 @@ unacknowledged message is redelivered when we reconnect, and the agent resends a
 cloud has not confirmed anyway. Quarantined messages are acknowledged too: they are stored
 (in `quarantine`), so they are handled.
 
-Faults: a database error keeps the batch in memory, unacknowledged, and retries with jittered
-backoff until the database is back; nothing is acked meanwhile. Any other error is the
-message's or ours, never the database's, and is isolated to one message so that one poison
-message never blocks the rest, nor kills the worker:
-
-    classify raises on a message                -> that message: quarantine `internal_error`
-    the database refuses a batch's rows         -> retry one message at a time; the one it
-                                                   refuses: quarantine `store_error`
-    our code raises storing one message         -> quarantine `internal_error` (exception text)
-    even its quarantine row fails               -> a bare `internal_error` row (bytes, reason);
-                                                   failing that, logged and acknowledged: the
-                                                   agent still holds the uncommitted envelope
-                                                   and re-sends it
-    the registry (keyring) cannot be loaded     -> retried like an outage: not the message
-
-"Retryable" (`is_retryable`): the connection (lost, refused, or now broken), two ingestors
-racing (deadlock, serialisation), the server shedding load. Not class 54 (program limit
-exceeded, e.g. an index row too big): that is this statement's data, and retrying it forever
-would stop the ingestor as surely as the exception did. The worker beats a heartbeat at every
-loop; `/healthz` (cloud/ingest/health.py) fails when it is dead or stuck.
+Faults, and which errors are retried rather than blamed on a message: cloud/ingest/pipeline.py
+(`BatchPipeline`, which `Ingestor` extends with the broker). The worker beats a heartbeat at
+every loop; `/healthz` (cloud/ingest/health.py) fails when it is dead or stuck.
 """
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import queue
-import random
 import ssl
 import threading
 import time
-import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import paho.mqtt.client as mqtt
 import psycopg
 from paho.mqtt.enums import CallbackAPIVersion
-from prometheus_client import Counter, Gauge, Histogram
 
-from cloud.ingest.classify import Candidate, Incoming, Quarantine, QuarantineReason, classify
-from cloud.ingest.health import STALE_AFTER_S, Health, judge, serve
-from cloud.ingest.limits import Limits
-from cloud.ingest.writer import (
-    QUARANTINE_BUDGET_BYTES,
-    QUARANTINE_PREFIX_BYTES,
-    BatchResult,
-    load_keyring,
-    registry_generation,
-    store_batch,
+from cloud.ingest.classify import Incoming
+from cloud.ingest.config import IngestConfig
+from cloud.ingest.health import Health, judge, serve
+from cloud.ingest.metrics import (
+    M_ACK_LAG,
+    M_BATCH,
+    M_DUPLICATES,
+    M_ENVELOPES,
+    M_GAPS,
+    M_MESSAGES,
+    M_QUARANTINED,
+    M_READINGS,
+    M_TREE,
+    M_TRUNCATED,
+    M_UNKNOWN_METERS,
+    IngestStats,
 )
-from protocols.errors import ProtocolError
-from protocols.topics import encode_ack, parse_topic, shared_subscription, topic
-from security.keyring import Keyring
+from cloud.ingest.pipeline import BatchPipeline, Stopping
+from cloud.ingest.writer import QUARANTINE_PREFIX_BYTES, BatchResult
+from protocols.topics import encode_ack, shared_subscription, topic
 
 log = logging.getLogger("wattrail.ingest")
 
-# Prometheus metrics (served by `wattrail ingest --metrics-port`).
-M_MESSAGES = Counter("wattrail_ingest_messages_total", "MQTT messages received")
-M_ENVELOPES = Counter("wattrail_ingest_envelopes_stored_total", "envelopes stored")
-M_READINGS = Counter("wattrail_ingest_readings_stored_total", "readings stored")
-M_DUPLICATES = Counter("wattrail_ingest_duplicates_total", "exact re-deliveries acknowledged")
-M_GAPS = Counter("wattrail_ingest_chain_gaps_total", "envelopes stored ahead of a missing seq")
-M_QUARANTINED = Counter("wattrail_ingest_quarantined_total", "messages quarantined", ["reason"])
-M_KEYRING_LOADS = Counter("wattrail_ingest_keyring_loads_total",
-                          "keyring (re)loads: at start and after each registry change")
-M_TRUNCATED = Counter("wattrail_ingest_quarantine_truncated_total",
-                      "quarantined messages kept as a prefix only: the agent's quarantine "
-                      "budget is spent, or the message is oversized", ["agent"])
-M_UNKNOWN_METERS = Gauge("wattrail_ingest_unknown_meters",
-                         "distinct meter ids with stored readings that the archive (meters) "
-                         "does not know, seen by this ingestor")
-M_DB_RETRIES = Counter("wattrail_ingest_db_retries_total", "batches retried after a DB error")
-M_BATCH = Histogram("wattrail_ingest_batch_seconds", "classify + store + commit per batch")
-M_ACK_LAG = Histogram("wattrail_ingest_commit_to_ack_seconds", "commit to broker/agent acks",
-                      buckets=(0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0))
-M_TREE = Gauge("wattrail_ingest_tlog_tree_size", "leaves in the last signed tree head")
-M_INTERNAL = Counter("wattrail_ingest_internal_errors_total",
-                     "exceptions of our own code, isolated so the worker goes on", ["stage"])
-M_HEARTBEAT = Gauge("wattrail_ingest_worker_heartbeat_timestamp_seconds",
-                    "unix time of the ingest worker's last loop (see /healthz)")
-# Errors that say "try the same thing again", not "this message is bad": the connection
-# (OperationalError: lost, refused, timed out), two ingestors racing on the same rows, or the
-# server shedding load. psycopg 3 derives the named ones from OperationalError already; they
-# are listed for the reader. (One tuple: mypy rejects `except (A, *B)`.)
-RETRYABLE: tuple[type[psycopg.Error], ...] = (
-    psycopg.OperationalError,
-    psycopg.errors.DeadlockDetected, psycopg.errors.SerializationFailure,
-    psycopg.errors.LockNotAvailable, psycopg.errors.AdminShutdown,
-    psycopg.errors.CannotConnectNow, psycopg.errors.DiskFull,
-)
 
-
-def is_retryable(exc: BaseException, conn: psycopg.Connection[Any] | None) -> bool:
-    """True: the database (try the same thing again later); False: the message or our code."""
-    if isinstance(exc, psycopg.errors.ProgramLimitExceeded):
-        return False  # an OperationalError by class, but caused by the statement's data
-    if isinstance(exc, RETRYABLE):
-        return True
-    # the connection died under a statement: psycopg may say so with an InterfaceError
-    return isinstance(exc, psycopg.Error) and conn is not None and (conn.broken or conn.closed)
-
-
-class _Stopping(Exception):  # noqa: N818 - a signal, not an error
-    """Stop was requested while the worker waited to retry: nothing of the batch was acked."""
-
-
-class _RegistryUnavailable(Exception):  # noqa: N818 - reads as the state it names
-    """The keyring could not be loaded for a reason other than the connection: retried like an
-    outage, because no message is at fault."""
-
-
-def _describe(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return f"{type(exc).__name__}: {text}"[:500] if text else type(exc).__name__
-
-
-@dataclass(frozen=True)
-class IngestConfig:
-    dsn: str
-    mqtt_host: str
-    mqtt_port: int
-    ca: Path
-    cert: Path
-    key: Path
-    client_id: str = field(default_factory=lambda: f"wattrail-ingestor-{uuid.uuid4().hex[:8]}")
-    share_group: str = "ingest"
-    max_batch: int = 500
-    max_wait_s: float = 0.2
-    log_key: Path | None = None  # Ed25519 PEM: run the transparency-log sequencer and sign heads
-    sth_every_s: float = 10.0
-    limits: Limits = field(default_factory=Limits)  # the plausible window for timestamps
-    metrics_port: int | None = None  # serve /metrics and /healthz there (0: any free port)
-    metrics_host: str = "127.0.0.1"
-    stale_after_s: float = STALE_AFTER_S  # /healthz fails when the worker's beat is older
-    # bytes of quarantined messages kept whole per agent; past it only a 4 KiB prefix, the
-    # hash and the size are kept, and the agent is counted and logged (docs/ingest.md)
-    quarantine_budget_bytes: int = QUARANTINE_BUDGET_BYTES
-
-
-@dataclass
-class IngestStats:
-    received: int = 0
-    batches: int = 0
-    stored: int = 0
-    readings: int = 0
-    duplicates: int = 0
-    reading_conflicts: int = 0
-    quarantined: dict[str, int] = field(default_factory=dict)
-    db_retries: int = 0
-    internal_errors: int = 0  # exceptions of our own code, each isolated to a message or batch
-    unrecorded: int = 0  # messages acked with no row at all (even their quarantine failed)
-    quarantine_truncated: int = 0  # kept as a prefix only (budget spent, or oversized)
-    unknown_meters: int = 0  # distinct meter ids stored that the archive does not know
-    last_batch_ms: float = 0.0
-    commit_to_ack_ms: float = 0.0
-    tree_size: int = 0
-
-
-class Ingestor:
+class Ingestor(BatchPipeline):
     def __init__(self, cfg: IngestConfig) -> None:
-        self.cfg = cfg
-        self.stats = IngestStats()
+        super().__init__(cfg)  # cfg, stats, the stop event, the database and keyring state
         self._queue: queue.Queue[Incoming] = queue.Queue()
-        self._stop = threading.Event()
-        self._conn: psycopg.Connection[Any] | None = None
-        self._keyring: Keyring | None = None
-        self._keyring_gen = -1
         self._known_meters: set[str] = set()  # ids the archive had when last asked
         self._unknown_meters: set[str] = set()  # warned about once each (bounded below)
-        self._beat_at = time.monotonic()
         self._worker: threading.Thread | None = None
         self._logger: threading.Thread | None = None
         self._http: Any = None
@@ -222,32 +98,6 @@ class Ingestor:
                                  time.time_ns() // 1_000_000))
 
     # -- worker thread ---------------------------------------------------------------------------
-    def _db(self) -> psycopg.Connection[Any]:
-        if self._conn is None or self._conn.closed:
-            self._conn = psycopg.connect(self.cfg.dsn, autocommit=False, connect_timeout=5)
-        return self._conn
-
-    def _keys(self) -> Keyring:
-        """The keyring, reloaded when the registry changed. One one-row read per batch (the
-        generation that every change of `agent_keys` moves at its commit, migration 0052): a
-        revocation or a new agent applies to the next batch classified after it is registered,
-        with no restart and nothing to miss across a reconnect."""
-        try:
-            conn = self._db()
-            gen = registry_generation(conn)
-            if self._keyring is None or gen != self._keyring_gen:
-                # read after the generation: the keyring is at least as new as the number kept
-                self._keyring = load_keyring(conn)
-                self._keyring_gen = gen
-                M_KEYRING_LOADS.inc()
-            conn.commit()
-        except Exception as exc:
-            if is_retryable(exc, self._conn):
-                raise
-            raise _RegistryUnavailable(_describe(exc)) from exc
-        assert self._keyring is not None
-        return self._keyring
-
     def _next_batch(self) -> list[Incoming]:
         try:
             first = self._queue.get(timeout=0.1)
@@ -264,111 +114,6 @@ class Ingestor:
             except queue.Empty:
                 break
         return batch
-
-    def _retryable(self, exc: BaseException) -> bool:
-        return is_retryable(exc, self._conn)
-
-    def _internal_error(self, stage: str, n: int = 1) -> None:
-        self.stats.internal_errors += n
-        M_INTERNAL.labels(stage).inc(n)
-
-    def _classify(self, batch: list[Incoming]) -> list[Candidate | Quarantine]:
-        keyring = self._keys()
-        items = [self._classify_one(m, keyring) for m in batch]
-        if any(isinstance(i, Quarantine) and i.reason is QuarantineReason.UNKNOWN_KEY
-               for i in items) and self._keys() is not keyring:
-            # an agent registered while this batch was classified: judge it again; junk with
-            # unknown keys costs one one-row read, never a reload
-            items = [self._classify_one(m, self._keys()) for m in batch]
-        return items
-
-    def _classify_one(self, m: Incoming, keyring: Keyring) -> Candidate | Quarantine:
-        try:
-            return classify(m, keyring, limits=self.cfg.limits)
-        except Exception as exc:  # classify is meant never to raise: a bug, on this message
-            log.exception("classify failed on a message of %d bytes on %s; quarantined",
-                          len(m.payload), m.topic)
-            self._internal_error("classify")
-            try:
-                agent: str | None = parse_topic(m.topic)[0]
-            except ProtocolError:
-                agent = None
-            return Quarantine(m, QuarantineReason.INTERNAL_ERROR, _describe(exc),
-                              hashlib.sha256(m.payload).digest(), agent_id=agent)
-
-    def _store(self, items: list[Candidate | Quarantine]) -> BatchResult:
-        try:
-            return store_batch(self._db(), items, quarantine_budget=self.cfg.quarantine_budget_bytes)
-        except Exception as exc:
-            if self._retryable(exc):
-                raise
-            # Not the connection: some message's rows are refused, or our code failed on one.
-            log.warning("batch of %d refused (%s); storing message by message", len(items),
-                        _describe(exc))
-        total = BatchResult()
-        for item in items:
-            try:
-                total.merge(self._store_one(item))
-            except Exception as exc:
-                if self._retryable(exc):
-                    raise
-                # not even a bare quarantine row went in: acknowledged with the batch, and the
-                # agent, which keeps every envelope until it is committed, sends it again
-                log.exception("message %s (agent %r seq %s) could not be recorded at all; "
-                              "acknowledged, the agent re-sends it", item.envelope_hash.hex(),
-                              item.agent_id, item.seq)
-                self.stats.unrecorded += 1
-                self._internal_error("unrecorded")
-        return total
-
-    def _store_one(self, item: Candidate | Quarantine) -> BatchResult:
-        try:
-            return store_batch(self._db(), [item], quarantine_budget=self.cfg.quarantine_budget_bytes)
-        except Exception as exc:
-            if self._retryable(exc):
-                raise
-            db_refused = isinstance(exc, psycopg.Error)
-            log.error("quarantining a message the %s: %s",
-                      "database refuses" if db_refused else "ingestor failed on", _describe(exc))
-            if not db_refused:
-                self._internal_error("store")
-            q = Quarantine(item.msg, QuarantineReason.STORE_ERROR if db_refused
-                           else QuarantineReason.INTERNAL_ERROR, _describe(exc),
-                           item.envelope_hash, agent_id=item.agent_id, seq=item.seq)
-        try:
-            return store_batch(self._db(), [q], quarantine_budget=self.cfg.quarantine_budget_bytes)
-        except Exception as exc:
-            if self._retryable(exc):
-                raise
-            log.exception("the quarantine row itself was refused; keeping the bytes only")
-            self._internal_error("quarantine")
-            return store_batch(self._db(), [Quarantine(
-                item.msg, QuarantineReason.INTERNAL_ERROR,
-                f"{q.reason.value}: {q.detail}; then quarantining it failed: {_describe(exc)}",
-                item.envelope_hash)], quarantine_budget=self.cfg.quarantine_budget_bytes)
-
-    def process(self, batch: list[Incoming]) -> BatchResult:
-        """Classify and store one batch, retrying through database outages. Returns after
-        the commit; the caller acknowledges."""
-        attempt = 0
-        while True:
-            try:
-                return self._store(self._classify(batch))
-            except Exception as exc:
-                if not (isinstance(exc, _RegistryUnavailable) or self._retryable(exc)):
-                    raise
-                self.stats.db_retries += 1
-                M_DB_RETRIES.inc()
-                if self._conn is not None:
-                    self._conn.close()
-                self._conn = None
-                delay = random.uniform(0, min(5.0, 0.1 * 2 ** attempt))
-                attempt += 1
-                log.warning("database unavailable (%s); retrying in %.1f s, nothing acked",
-                            str(exc).strip().splitlines()[0] if str(exc) else exc, delay)
-                self._beat()  # waiting out an outage is this worker's job, not a hang
-                if self._stop.wait(delay):
-                    raise _Stopping from exc
 
     def _acknowledge(self, batch: list[Incoming], result: BatchResult) -> None:
         for m in batch:
@@ -406,10 +151,6 @@ class Ingestor:
                         "the topology that has them (wattrail topology import)", len(unknown),
                         shown)
 
-    def _beat(self) -> None:
-        self._beat_at = time.monotonic()
-        M_HEARTBEAT.set(time.time())
-
     def run_worker(self) -> None:
         while not self._stop.is_set():
             self._beat()
@@ -418,7 +159,7 @@ class Ingestor:
                 continue
             try:
                 self._handle(batch)
-            except _Stopping:
+            except Stopping:
                 return  # stopping during an outage: nothing was acked, the broker redelivers
             except Exception:  # outside the per-message isolation (acks, counters): a bug
                 log.exception("ingest worker: unexpected error on a batch of %d messages; "

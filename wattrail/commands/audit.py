@@ -73,7 +73,8 @@ def verify(
     from cryptography.hazmat.primitives import hashes, serialization
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-    from security.audit_bundle import Finding, verify_bundle
+    from security.audit_bundle import verify_bundle
+    from security.audit_report import Finding
 
     out = Console()
     try:

@@ -72,8 +72,10 @@ def ingest(
 ) -> None:
     """Run an ingestor: verify envelopes, store them in TimescaleDB, quarantine the rest, and
     acknowledge only what is committed. Run several to share the load."""
+    from cloud.ingest.config import IngestConfig
     from cloud.ingest.limits import Limits
-    from cloud.ingest.service import IngestConfig, IngestStats, run_forever
+    from cloud.ingest.metrics import IngestStats
+    from cloud.ingest.service import run_forever
 
     logging.basicConfig(level=logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")

@@ -125,7 +125,8 @@ def topology_import(
 ) -> None:
     """Import or update the grid from a grid file (docs/grid-file.md): the JSON grid file, or
     an MDM export as CSV (*.csv: one row per customer meter, no Modbus addressing needed)."""
-    from cloud.store.topology import load_grid, write_grid_doc
+    from cloud.store.grid_file import load_grid
+    from cloud.store.topology import write_grid_doc
 
     try:  # the file is checked whole first: its problems are worth knowing without a database
         doc = load_grid(file, max_bytes=max_bytes, currency=currency)

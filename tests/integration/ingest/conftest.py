@@ -10,7 +10,8 @@ from typing import Any
 import psycopg
 import pytest
 
-from cloud.ingest.service import IngestConfig, Ingestor
+from cloud.ingest.config import IngestConfig
+from cloud.ingest.service import Ingestor
 from cloud.store.migrate import migrate
 from tests.conftest import ClientCert, Services
 

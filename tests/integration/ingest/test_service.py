@@ -18,7 +18,8 @@ from typing import Any
 import psycopg
 import pytest
 
-from cloud.ingest.service import IngestConfig, Ingestor
+from cloud.ingest.config import IngestConfig
+from cloud.ingest.service import Ingestor
 from cloud.ingest.writer import register_key
 from edge.outbox import Outbox
 from edge.publisher import BrokerConfig, Publisher
@@ -143,10 +144,10 @@ def test_an_exception_in_our_code_costs_one_message_not_the_worker(
     issue_client_cert: Callable[[str], ClientCert], agent_id: str, tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from cloud.ingest import service
+    from cloud.ingest import pipeline
     from cloud.ingest.classify import Candidate
 
-    real_store, real_classify = service.store_batch, service.classify
+    real_store, real_classify = pipeline.store_batch, pipeline.classify
 
     def store_batch(conn: Any, items: Any, **kw: Any) -> Any:  # a bug that bites on seq 3 only
         if any(isinstance(i, Candidate) and i.seq == 3 for i in items):
@@ -159,8 +160,8 @@ def test_an_exception_in_our_code_costs_one_message_not_the_worker(
             raise ZeroDivisionError("classify bug on seq 5")
         return out
 
-    monkeypatch.setattr(service, "store_batch", store_batch)
-    monkeypatch.setattr(service, "classify", classify)
+    monkeypatch.setattr(pipeline, "store_batch", store_batch)
+    monkeypatch.setattr(pipeline, "classify", classify)
     ing = ingestors(metrics_port=0)
     pub, ob = start_agent(services, dsn, issue_client_cert(agent_id), tmp_path, 8, 5)
     try:

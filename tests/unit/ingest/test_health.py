@@ -9,7 +9,7 @@ import psycopg
 import pytest
 
 from cloud.ingest.health import judge, make_app
-from cloud.ingest.service import is_retryable
+from cloud.ingest.pipeline import is_retryable
 
 
 @pytest.mark.parametrize(("alive", "age", "tlog", "problem"), [

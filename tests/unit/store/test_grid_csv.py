@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from cloud.store.errors import TopologyValidationError
-from cloud.store.topology import grid_notes, load_grid
+from cloud.store.grid_file import load_grid
+from cloud.store.topology import grid_notes
 
 GOOD = """meter_id,transformer_id,kind,tariff_per_kwh,transformer_rating_kva,balance_meter_id,feeder_id
 M1,T1,residential,0.21,100,BAL-T1,F1

@@ -17,7 +17,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from cloud.store.errors import TopologyValidationError
-from cloud.store.topology import MAX_DEPTH, MAX_PROBLEMS, load_grid
+from cloud.store.grid_file import MAX_DEPTH, MAX_PROBLEMS, load_grid
 from firmware_sim.grid import generate_grid
 from firmware_sim.grid_file import write_grid
 
