@@ -1,7 +1,7 @@
 """The bounded fault campaign (small scale) through the real pipeline: signed envelopes from
 real Publisher + Outbox agents, the real TLS Mosquitto, real `wattrail ingest` processes and
 TimescaleDB on a private services instance. Each scenario injects its fault and then compares
-the database with what was signed (wattrail/chaos.py; `wattrail chaos run` runs the same)."""
+the database with what was signed (wattrail/chaos/; `wattrail chaos run` runs the same)."""
 
 from __future__ import annotations
 
@@ -10,21 +10,22 @@ from pathlib import Path
 
 import pytest
 
-from wattrail.chaos import (
-    SCALES,
-    Result,
-    Services,
-    clock_collisions,
+from wattrail.chaos.delivery import (
     scenario_agent_kill,
     scenario_broker_kill,
-    scenario_clock_jump,
     scenario_db_crash,
-    scenario_disk_full,
     scenario_ingestor_kill,
-    scenario_outbox_full,
     scenario_partition,
-    table,
 )
+from wattrail.chaos.edge_faults import (
+    clock_collisions,
+    scenario_clock_jump,
+    scenario_disk_full,
+    scenario_outbox_full,
+)
+from wattrail.chaos.fleet import SCALES
+from wattrail.chaos.results import Result, table
+from wattrail.chaos.services import Services
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 SMALL = SCALES["small"]

@@ -1,6 +1,6 @@
 """Security campaign, bounded: bad envelopes of nine kinds mixed into a stream of valid ones
 through the real pipeline (TLS Mosquitto, a real `wattrail ingest` process, TimescaleDB on a
-private services instance); wattrail/chaos_security.py builds and checks them, `wattrail chaos
+private services instance); wattrail/chaos/bad_envelopes.py builds and checks them, `wattrail chaos
 run bad-envelopes --scale full` runs 10,000 of them among 1,000,000 valid readings. Every bad
 one must be quarantined with the right reason, replays acknowledged and not stored twice, and
 not one valid reading rejected."""
@@ -12,8 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from wattrail.chaos import SCALES, Services, table
-from wattrail.chaos_security import EXPECTED_REASON, KINDS, scenario_bad_envelopes
+from wattrail.chaos.bad_envelopes import EXPECTED_REASON, KINDS, scenario_bad_envelopes
+from wattrail.chaos.fleet import SCALES
+from wattrail.chaos.results import table
+from wattrail.chaos.services import Services
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 SMALL = SCALES["small"]

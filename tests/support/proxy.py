@@ -1,5 +1,5 @@
-"""The cuttable TCP proxy lives in wattrail/netproxy.py (the chaos runner uses it too)."""
+"""The cuttable TCP proxy lives in wattrail/chaos/proxy.py (the chaos runner uses it too)."""
 
-from wattrail.netproxy import TcpProxy
+from wattrail.chaos.proxy import TcpProxy
 
 __all__ = ["TcpProxy"]

@@ -1,7 +1,7 @@
 """`wattrail chaos run [SCENARIO] [--scale small|full]`: the reliability campaign.
 
 Starts a private TimescaleDB + TLS Mosquitto (scripts/services --state-dir, removed afterwards),
-runs each scenario of wattrail/chaos.py against it and prints the results table: readings
+runs each scenario of wattrail/chaos/ against it and prints the results table: readings
 expected, stored, lost, duplicated, quarantined, seq gaps. Exit status 1 if any scenario lost,
 duplicated, quarantined or left a gap. See docs/campaign.md.
 """
@@ -26,7 +26,10 @@ def run(
     scale: Annotated[str, typer.Option(help="small (seconds) or full (minutes)")] = "small",
 ) -> None:
     """Run the campaign (or one scenario) and print the results table."""
-    from wattrail.chaos import SCALES, SCENARIOS, Services, table
+    from wattrail.chaos.fleet import SCALES
+    from wattrail.chaos.registry import SCENARIOS
+    from wattrail.chaos.results import table
+    from wattrail.chaos.services import Services
 
     if scale not in SCALES:
         raise typer.BadParameter(f"--scale must be one of {', '.join(SCALES)}")
@@ -68,7 +71,7 @@ def agent_proc(
 ) -> None:
     """(internal) the edge agent process that `agent-kill` SIGKILLs."""
     from edge.publisher import BrokerConfig
-    from wattrail.chaos import run_agent_proc
+    from wattrail.chaos.fleet import run_agent_proc
 
     raise typer.Exit(run_agent_proc(outbox, agent_id, key_byte, envelopes, readings, interval,
                                     BrokerConfig(host, port, ca, cert, key, keepalive=5)))

@@ -68,13 +68,13 @@ def dsn(private: dict[str, Any]) -> str:
 def ingestor(private: dict[str, Any], dsn: str, group: str, *,
              crash_after_commit: int | None = None) -> subprocess.Popen[bytes]:
     """`wattrail ingest`, or with `crash_after_commit=n` the campaign's ingestor that exits
-    between its n-th commit and the acks (wattrail/chaos_ingest.py)."""
+    between its n-th commit and the acks (wattrail/chaos/crashing_ingest.py)."""
     cert, key = issue(private, "wattrail-ingestor")
     e = dict(os.environ, WATTRAIL_DSN=dsn, WATTRAIL_MQTT_HOST=private["mqtt_host"],
              WATTRAIL_MQTT_PORT=str(private["mqtt_port"]), WATTRAIL_MQTT_CA=private["ca_cert"],
              WATTRAIL_INGESTOR_CERT=cert, WATTRAIL_INGESTOR_KEY=key)
     cmd = (["wattrail.cli", "ingest"] if crash_after_commit is None
-           else ["wattrail.chaos_ingest", "after-commit", str(crash_after_commit), "--"])
+           else ["wattrail.chaos.crashing_ingest", "after-commit", str(crash_after_commit), "--"])
     return subprocess.Popen([sys.executable, "-m", *cmd, "--share-group", group,
                              "--max-batch", "8", "--max-wait", "0.05"], env=e, cwd=REPO,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

@@ -1,4 +1,4 @@
-"""The campaign's crashing ingestor (wattrail/chaos_ingest.py) hooks steps the real Ingestor
+"""The campaign's crashing ingestor (wattrail/chaos/crashing_ingest.py) hooks steps the real Ingestor
 still has and dies only at the batch it was told; the shipped ingestor has no crash switch.
 That it dies where claimed against the real services: tests/chaos (ingestor-kill)."""
 
@@ -10,10 +10,10 @@ from typing import Any
 import pytest
 
 from cloud.ingest import service
-from cloud.ingest.service import IngestStats
+from cloud.ingest.metrics import IngestStats
 from cloud.ingest.writer import BatchResult
-from wattrail import chaos_ingest
-from wattrail.chaos_ingest import EXIT_AFTER_COMMIT, HOOKED, crashing_ingestor, main
+from wattrail.chaos import crashing_ingest as chaos_ingest
+from wattrail.chaos.crashing_ingest import EXIT_AFTER_COMMIT, HOOKED, crashing_ingestor, main
 
 
 def test_the_shipped_ingestor_has_no_crash_switch():

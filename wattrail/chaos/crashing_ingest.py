@@ -1,6 +1,6 @@
 """`wattrail ingest`, dying on purpose at an exact point: the reliability campaign's crash fault.
 
-    python -m wattrail.chaos_ingest mid-batch 2 -- --share-group g --max-batch 16 ...
+    python -m wattrail.chaos.crashing_ingest mid-batch 2 -- --share-group g --max-batch 16 ...
 
 runs the real `wattrail ingest` command with the options after `--`, except that its N-th batch
 (counted from 1) ends the process with `os._exit`, no cleanup, no acknowledgement:
@@ -10,7 +10,7 @@ runs the real `wattrail ingest` command with the options after `--`, except that
   moment; the redelivered messages are already stored and must be acked as duplicates.
 
 The shipped ingestor has no switch for this: this module subclasses cloud.ingest.service's
-Ingestor and installs the subclass in this process only, so the campaign (wattrail/chaos.py,
+Ingestor and installs the subclass in this process only, so the campaign (wattrail/chaos/,
 scenario ingestor-kill) and tests/integration/ingest/test_faults.py start this module instead of
 `wattrail.cli ingest`. The exit codes prove the deaths happened where claimed.
 """
@@ -43,7 +43,7 @@ def crashing_ingestor(point: str, nth: int) -> type[service.Ingestor]:
     missing = [m for m in HOOKED if not callable(getattr(service.Ingestor, m, None))]
     if missing:
         raise RuntimeError(f"cloud.ingest.service.Ingestor has no {', '.join(missing)} any more: "
-                           "update wattrail/chaos_ingest.py to hook the new steps")
+                           "update wattrail/chaos/crashing_ingest.py to hook the new steps")
 
     class CrashingIngestor(service.Ingestor):
         def _store(self, items: list[Candidate | Quarantine]) -> BatchResult:
@@ -68,13 +68,24 @@ def crashing_ingestor(point: str, nth: int) -> type[service.Ingestor]:
 
 def main(argv: list[str]) -> None:
     if len(argv) < 3 or argv[2] != "--" or argv[0] not in POINTS or not argv[1].isdigit():
-        sys.exit(f"usage: python -m wattrail.chaos_ingest {{{'|'.join(POINTS)}}} N -- "
+        sys.exit(f"usage: python -m wattrail.chaos.crashing_ingest {{{'|'.join(POINTS)}}} N -- "
                  "[wattrail ingest options]")
     # run_forever (cloud/ingest/service.py) builds its ingestor by this module-level name
     service.Ingestor = crashing_ingestor(argv[0], int(argv[1]))  # type: ignore[misc]  # on purpose
-    from wattrail.cli import app
+    # only the ingest command, not wattrail.cli's whole app: the campaign imports this module
+    # for its exit codes, and wattrail.cli imports the campaign's command
+    import typer
 
+    from wattrail.commands.ingest import ingest
+
+    app = typer.Typer(add_completion=False)
+    app.callback()(_group)
+    app.command()(ingest)
     app(["ingest", *argv[3:]], prog_name="wattrail")
+
+
+def _group() -> None:
+    """`wattrail ingest` with a crash point."""
 
 
 if __name__ == "__main__":

@@ -22,21 +22,13 @@ import paho.mqtt.client as mqtt
 import psycopg
 from paho.mqtt.enums import CallbackAPIVersion
 
+from cloud.store import envelopes_sql, quarantine_sql
 from protocols.envelope import encode_payload, encode_sign1, envelope_hash, protected_header, sig_structure
 from protocols.topics import topic
 from security.keys import key_id, sign_envelope
-from wattrail.chaos import (
-    DAY,
-    T0,
-    Result,
-    Scale,
-    Services,
-    Signer,
-    cert_for,
-    check,
-    key_from_byte,
-    wait_until,
-)
+from wattrail.chaos.fleet import DAY, T0, Scale, Signer, cert_for, key_from_byte
+from wattrail.chaos.results import Result, check
+from wattrail.chaos.services import Services, wait_until
 
 KINDS = ["payload_bitflip", "signature_bitflip", "unknown_key", "wrong_key_same_kid",
          "other_agents_envelope", "replay", "seq_regression", "far_future", "reencoded_cbor"]
@@ -168,8 +160,8 @@ def scenario_bad_envelopes(svc: Services, scale: Scale, tmp: Path) -> Result:
 
         def seen() -> tuple[int, int]:
             with psycopg.connect(dsn) as c:
-                e = c.execute("SELECT count(*) FROM envelopes").fetchone()
-                q = c.execute("SELECT count(*) FROM quarantine").fetchone()
+                e = c.execute(envelopes_sql.COUNT).fetchone()
+                q = c.execute(quarantine_sql.COUNT).fetchone()
             return (e[0] if e else 0, q[0] if q else 0)
 
         if not wait_until(lambda: seen() == (n_valid + n_b, len(expected)),
@@ -182,7 +174,7 @@ def scenario_bad_envelopes(svc: Services, scale: Scale, tmp: Path) -> Result:
     r.seconds = time.monotonic() - t0
     with psycopg.connect(dsn) as c:
         quarantined = {bytes(s): (str(q), int(k)) for s, q, k in
-                       c.execute("SELECT sha256, reason, count FROM quarantine")}
+                       c.execute(quarantine_sql.HASH_REASON_COUNT)}
     right = sum(1 for h, reason in expected.items() if quarantined.get(h, ("", 0))[0] == reason)
     wrong = sum(1 for h, reason in expected.items()
                 if h in quarantined and quarantined[h][0] != reason)
