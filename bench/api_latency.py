@@ -214,7 +214,7 @@ def main() -> int:
     import psycopg
 
     from cloud.api.tokens import create_token
-    from wattrail.demo import fresh_database
+    from wattrail.demo.setup import fresh_database
 
     up = _services(a.state_dir, "up", "--json")
     if up.returncode != 0:

@@ -23,8 +23,8 @@ from rich.console import Console
 from cloud.store.migrate import migrate
 from tests.conftest import Services, create_database, drop_database
 from tests.support.digest import pipeline_digests
-from wattrail.demo import DemoOptions
-from wattrail.demo_run import DemoRun
+from wattrail.demo.run import DemoRun
+from wattrail.demo.setup import DemoOptions
 
 # The timeout only catches a hang: two half-day runs, one beside a CPU hog, take ~2 min here
 # quiet and may take several times that on a machine that is busy with other work too.

@@ -3,7 +3,7 @@
 A small deterministic scenario (120 customer meters on 2 transformers, one simulated day at
 15-minute polls, no injected faults, two known thieves from 06:00: a bypass and an h1 at
 a = 0.3) runs
-through the real parts, wired by the demo (wattrail/demo_run.py `DemoRun`): simulator (Modbus
+through the real parts, wired by the demo (wattrail/demo/run.py `DemoRun`): simulator (Modbus
 TCP) -> edge agents (sign, outbox) -> TLS Mosquitto (mTLS) -> `wattrail ingest` subprocesses ->
 TimescaleDB -> `cloud.analytics.batch.analyze`. Then a grid engineer's token asks the real API
 (uvicorn on a free port):
@@ -33,8 +33,8 @@ from cloud.api.tokens import create_token
 from cloud.store.migrate import migrate
 from tests.conftest import Services, create_database, drop_database
 from tests.support.api_server import serve_api
-from wattrail.demo import DemoOptions
-from wattrail.demo_run import DemoRun
+from wattrail.demo.run import DemoRun
+from wattrail.demo.setup import DemoOptions
 
 # the timeout only catches a hang (the module's pipeline runs in the first test's setup)
 pytestmark = [pytest.mark.e2e, pytest.mark.integration, pytest.mark.timeout(1200)]

@@ -1,4 +1,4 @@
-"""`wattrail demo`: the typer face of wattrail/demo.py."""
+"""`wattrail demo`: the typer face of wattrail/demo/run.py."""
 
 from __future__ import annotations
 
@@ -28,7 +28,8 @@ def demo(
     the same seed gives the same readings and findings on a quiet or a loaded
     machine. For a simulator that runs by itself in accelerated real time (the
     compose stack), see `wattrail sim --speed`."""
-    from wattrail.demo import DemoOptions, run
+    from wattrail.demo.run import run
+    from wattrail.demo.setup import DemoOptions
 
     raise typer.Exit(run(DemoOptions(meters, days, speed, theft_rate, seed,
                                      fault_rate=fault_rate, outage=True,

@@ -1,5 +1,6 @@
 """The demo's moving parts: prepare the grid, identities and ingestors; stream simulated days
-through real agents; report what the database holds. Driven by wattrail/demo.py."""
+through real agents on the lock-step clock; then hand over to `report`. `main` and `run` are the
+entry point (`python -m wattrail.demo`, `wattrail demo`)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import datetime as dt
 import json
 import logging
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -16,20 +18,23 @@ from typing import TYPE_CHECKING, Any
 
 import psycopg
 from rich.console import Console
-from rich.live import Live
-from rich.table import Table
 
-from cloud.store import readings_sql
-from wattrail.demo import POLL_S, REPO, DemoOptions, issue_tls
+from wattrail.demo import report
+from wattrail.demo.setup import (
+    CACHE,
+    POLL_S,
+    REPO,
+    DemoOptions,
+    fresh_database,
+    issue_tls,
+    services,
+    start_services,
+)
 
 if TYPE_CHECKING:
     from edge.agent import Agent
     from firmware_sim.clock import SimClock
     from firmware_sim.simulation import Simulation
-
-
-_CATEGORY = {"physical": "physical tampers", "tamper": "register/CT tampers",
-             "fdi": "consumption-pattern attacks (h1-h6)"}
 
 
 class DemoRun:
@@ -185,7 +190,7 @@ class DemoRun:
                 a.publisher.start()
             ticks = int(self.opt.days * 86_400 // POLL_S)
             outage = self._outage_plan(service.endpoints, ticks) if self.opt.outage else None
-            progress = _Progress(self, ticks)
+            progress = report.Progress(self, ticks)
             with progress:
                 started = time.monotonic()
                 for k in range(1, ticks + 1):
@@ -211,7 +216,7 @@ class DemoRun:
 
         write_truth(self.sim, self.work / "truth.json")
 
-    async def _drain(self, progress: _Progress, stall_s: float = 120.0) -> None:
+    async def _drain(self, progress: report.Progress, stall_s: float = 120.0) -> None:
         """Wait until the cloud has committed every sealed envelope, then for the transparency
         log's next signed head to cover them. Give up only after `stall_s` real seconds without
         progress (a loaded machine is slow, not stuck), and say so."""
@@ -230,7 +235,7 @@ class DemoRun:
             progress.refresh()
         since = time.monotonic()
         while time.monotonic() - since < stall_s:
-            c = self._counts()
+            c = report.counts(self)
             if (c["tree"] or 0) >= c["envelopes"]:
                 break
             await asyncio.sleep(0.5)
@@ -267,125 +272,13 @@ class DemoRun:
                 else:
                     faults.meters[m] = old
 
-    def _counts(self) -> dict[str, Any]:
-        with psycopg.connect(self.dsn, autocommit=True) as conn:
-            # gaps now: seqs missing below each agent's highest stored seq (an envelope that
-            # arrived before its predecessor was a gap only until the predecessor landed)
-            env = conn.execute("SELECT coalesce(sum(n), 0), coalesce(sum(top - n), 0) FROM "
-                               "(SELECT count(*) n, max(seq) top FROM envelopes GROUP BY agent_id)"
-                               " per_agent").fetchone()
-            q: dict[str, int] = dict(conn.execute(
-                "SELECT reason, sum(count) FROM quarantine GROUP BY 1").fetchall())
-            head = conn.execute("SELECT max(tree_size) FROM tlog_tree_heads").fetchone()
-            rows = conn.execute("SELECT sum(committed_upto) FROM agent_progress").fetchone()
-        return {"envelopes": env[0] if env else 0, "gaps": env[1] if env else 0,
-                "quarantine": q, "tree": head[0] if head else None,
-                "committed": rows[0] if rows else 0}
-
-    def progress_rows(self, k: int, ticks: int, elapsed_s: float) -> list[tuple[str, str]]:
-        c = self._counts()
-        readings = sum(a.poller.stats.readings for a in self.agents)
-        elapsed = max(elapsed_s, 1e-6)
-        return [
-            ("simulated", f"{k * POLL_S / 3600:.1f} h of {ticks * POLL_S / 3600:.0f} h "
-                          f"({k * POLL_S / 3600 / (elapsed / 60):,.1f} simulated h per wall minute)"),
-            ("readings polled", f"{readings:,} ({readings / elapsed:,.0f}/s)"),
-            ("envelopes stored", f"{c['envelopes']:,} (committed prefix {c['committed'] or 0:,})"),
-            ("outbox depth", f"{sum(a.outbox.depth for a in self.agents):,}"),
-            ("quarantined", ", ".join(f"{k} {v}" for k, v in c["quarantine"].items()) or "0"),
-            ("missing seqs (chain gaps)", str(c["gaps"])),
-            ("transparency log", f"{c['tree'] or 0:,} leaves signed"),
-        ]
-
-    # -- report -----------------------------------------------------------------------------
+    # -- report (wattrail/demo/report.py) ----------------------------------------------------
     def report(self) -> None:
-        c = self._counts()
-        quality: dict[int, int] = {}
-        with psycopg.connect(self.dsn, autocommit=True) as conn:
-            quality = dict(conn.execute(readings_sql.COUNT_BY_QUALITY).fetchall())
-        t = Table(title="audit status")
-        t.add_column("check")
-        t.add_column("result")
-        t.add_row("envelopes verified and stored", f"{c['envelopes']:,}")
-        t.add_row("readings by quality", ", ".join(
-            f"{['valid', 'stale', 'estimated', 'comms-lost', 'decode-error'][q]} {n:,}"
-            for q, n in sorted(quality.items())))
-        t.add_row("missing seqs (chain gaps)", str(c["gaps"]))
-        t.add_row("quarantined", ", ".join(f"{k}: {v}" for k, v in c["quarantine"].items())
-                  or "none")
-        t.add_row("transparency log", f"{c['tree'] or 0:,} envelopes under a signed tree head")
-        self.console.print(t)
-        self.console.print(f"ground truth: {self.work / 'truth.json'}; grid: "
-                           f"{self.work / 'grid.json'}; database: {self.dsn}")
+        report.stored(self)
 
     def analyze_and_report(self) -> None:
         """The analytics batch over the streamed period, then what a grid engineer reads."""
-        from cloud.analytics.batch import analyze
-
-        # from the first poll (there is no reading at the simulation's very start) to the last
-        ticks = int(self.opt.days * 86_400 // POLL_S)
-        start = dt.datetime.fromtimestamp(self.start_s + POLL_S, dt.UTC)
-        end = dt.datetime.fromtimestamp(self.start_s + ticks * POLL_S, dt.UTC)
-        with psycopg.connect(self.dsn) as conn:
-            res = analyze(conn, start, end, step_s=POLL_S)
-            run = res.run_id
-            loss = conn.execute(
-                "SELECT entity_id, loss_pct, ntl_wh / 1000, ntl_sigma_wh / 1000, revenue_at_risk,"
-                " completeness FROM analysis_loss WHERE run_id = %s AND level = 'transformer' "
-                "ORDER BY ntl_wh DESC NULLS LAST", [run]).fetchall()
-            sus = conn.execute(
-                "SELECT rank, meter_id, transformer_id, score, estimated_wh / 1000, "
-                "evidence->>'strongest' FROM analysis_suspects WHERE run_id = %s "
-                "ORDER BY rank LIMIT 400", [run]).fetchall()
-            pq = conn.execute("SELECT kind, count(*) FROM analysis_power_quality WHERE run_id = %s"
-                              " GROUP BY 1 ORDER BY 1", [run]).fetchall()
-            outages = conn.execute("SELECT level, entity_id, started_at, ended_at FROM "
-                                   "analysis_outages WHERE run_id = %s ORDER BY started_at",
-                                   [run]).fetchall()
-        truth = json.loads((self.work / "truth.json").read_text())
-        active = [e for e in truth["events"]
-                  if e.get("is_theft") and e["start_ms"] < end.timestamp() * 1000]
-        thieves = {e["meter_id"]: e["type"] for e in active}
-        category = {e["meter_id"]: e["category"] for e in active}
-        t = Table(title=f"loss per transformer (run {run}, {res.seconds['total']:.1f} s: fetch "
-                        f"{res.seconds['fetch']:.1f}, kernels {res.seconds['kernels']:.1f}, "
-                        f"write {res.seconds['write']:.1f})")
-        for col in ("transformer", "loss %", "NTL kWh (±1σ)", "revenue at risk", "completeness"):
-            t.add_column(col)
-        for tx, pct, ntl, sig, rar, comp in loss:
-            t.add_row(tx, "-" if pct is None else f"{pct:.1f}",
-                      "-" if ntl is None else f"{ntl:,.0f} ± {sig or 0:,.0f}",
-                      "-" if rar is None else f"{rar:,.2f}", f"{comp:.1%}")
-        self.console.print(t)
-        k = len(thieves)
-        top = [m for _r, m, *_ in sus[:k]]
-        hits = sum(1 for m in top if m in thieves)
-        t = Table(title=f"top theft suspects: {hits} of the top {k} are true thieves "
-                        f"(precision@{k} = {hits / max(k, 1):.2f}, ground truth)")
-        for col in ("rank", "meter", "transformer", "score", "est. kWh", "main evidence", "truth"):
-            t.add_column(col)
-        for r, m, tx, score, kwh, why in sus[:15]:
-            t.add_row(str(r), m, tx, f"{score:.2f}", "-" if kwh is None else f"{kwh:,.1f}",
-                      why or "-", thieves.get(m, "honest"))
-        self.console.print(t)
-        # what the evaluation (docs/analytics.md) predicts: the physical and tamper kinds are
-        # found from their first hours; the consumption-pattern attacks (h1-h6) need days
-        found = {cat: (sum(1 for m in top if category.get(m) == cat),
-                       sum(1 for c in category.values() if c == cat))
-                 for cat in sorted(set(category.values()))}
-        self.console.print("true thieves among the top suspects, by kind: " + ", ".join(
-            f"{_CATEGORY.get(cat, cat)} {h}/{n}" for cat, (h, n) in found.items())
-            + " (docs/analytics.md, offline evaluation: P@k 0.45 at 2 simulated days, 0.79 at 7)")
-        injected = self.work / "outage.json"
-        if injected.exists():
-            o = json.loads(injected.read_text())
-            self.console.print(f"injected outage: transformer behind {o['gateway']}, "
-                               f"{o['start'][:16]} - {o['end'][11:16]} UTC (simulated)")
-        self.console.print("power quality: " + (", ".join(f"{k} {n}" for k, n in pq) or "none")
-                           + f"; outages: {len(outages)}"
-                           + "".join(f"\n  {lvl} {e} {a:%Y-%m-%d %H:%M} - "
-                                     f"{b:%H:%M}" if b else f"\n  {lvl} {e} {a} - ongoing"
-                                     for lvl, e, a, b in outages[:5]))
+        report.findings(self)
 
     def start_api(self) -> None:
         """The API and dashboard on a free port, with a demo token."""
@@ -423,54 +316,60 @@ class DemoRun:
             log.close()
 
 
-class _Progress:
-    """The demo's live table on a terminal; a plain line every simulated 4 hours (and at the
-    end) otherwise, so a log or CI output shows progress as it happens, not all at the end."""
+def main(argv: list[str] | None = None) -> int:
+    import argparse
 
-    def __init__(self, run: DemoRun, ticks: int) -> None:
-        self.run, self.ticks, self.k = run, ticks, 0
-        self.started = time.monotonic()
-        self.live: Live | None = None
-        self.every = max(1, 4 * 3600 // POLL_S)
+    ap = argparse.ArgumentParser(prog="wattrail demo",
+                                 description="The whole platform on a simulated grid, on loopback.")
+    ap.add_argument("--meters", type=int, default=2000)
+    ap.add_argument("--days", type=float, default=2.0)
+    ap.add_argument("--speed", type=float, default=None,
+                    help="ceiling on the pace, simulated s per real s (default: no ceiling)")
+    ap.add_argument("--theft-rate", type=float, default=0.10)
+    ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--fault-rate", type=float, default=0.02)
+    ap.add_argument("--keep-running", action="store_true")
+    a = ap.parse_args(argv)
+    return run(DemoOptions(a.meters, a.days, a.speed, a.theft_rate, a.seed,
+                           fault_rate=a.fault_rate, outage=True, keep_running=a.keep_running))
 
-    def _table(self) -> Table:
-        t = Table(show_header=False, title="streaming")
-        for name, value in self.run.progress_rows(self.k, self.ticks, time.monotonic() - self.started):
-            t.add_row(name, value)
-        return t
 
-    def __enter__(self) -> _Progress:
-        self.started = time.monotonic()
-        if self.run.console.is_terminal:
-            self.live = Live(self._table(), console=self.run.console, refresh_per_second=2)
-            self.live.__enter__()
-        return self
+def run(opt: DemoOptions) -> int:
+    console = Console()
+    work = opt.workdir
+    state_dir = CACHE / "demo-services"
+    if work.exists():
+        shutil.rmtree(work)
+    (work / "outbox").mkdir(parents=True)
+    console.rule("[bold]Wattrail demo")
+    t0 = time.monotonic()
+    svc = start_services(state_dir)
+    v = svc["versions"]
+    console.print(f"services: PostgreSQL {str(v['postgresql']).split()[0]} + TimescaleDB "
+                  f"{v['timescaledb']} ({v['timescaledb_license']}), Mosquitto {v['mosquitto']}"
+                  f" (mTLS) on 127.0.0.1:{svc['mqtt_port']}")
+    dsn = fresh_database(svc["dsn_admin"], "wattrail_demo")
+    demo = DemoRun(opt, svc, state_dir, dsn, console)
+    try:
+        demo.prepare()
+        console.print(f"ready in {time.monotonic() - t0:.0f} s: {demo.summary()}")
+        asyncio.run(demo.stream())
+        demo.report()
+        demo.analyze_and_report()
+        demo.start_api()
+        if not opt.keep_running:
+            console.print("(the API stops with the demo: run `wattrail demo --keep-running` to "
+                          "browse it)")
+        if opt.keep_running:
+            console.print("[bold]--keep-running[/bold]: services stay up; Ctrl-C to stop")
+            while True:
+                time.sleep(3600)
+    except KeyboardInterrupt:
+        console.print("interrupted: shutting down")
+    finally:
+        demo.shutdown()
+        if not opt.keep_running:
+            services(state_dir, "down")
+    return 0
 
-    def tick(self, k: int) -> None:
-        self.k = k
-        if self.live is not None:
-            if k % 4 == 0 or k == self.ticks:
-                self.live.update(self._table())
-        elif k % self.every == 0 or k == self.ticks:
-            self._line()
 
-    def refresh(self) -> None:
-        if self.live is not None:
-            self.live.update(self._table())
-
-    def _line(self) -> None:
-        rows = dict(self.run.progress_rows(self.k, self.ticks, time.monotonic() - self.started))
-        self.run.console.print("; ".join(f"{k} {v}" for k, v in rows.items()), soft_wrap=True)
-
-    def __exit__(self, *exc: object) -> None:
-        if self.live is not None:
-            self.live.update(self._table())
-            self.live.__exit__(None, None, None)
-        else:
-            self._line()
-        elapsed = time.monotonic() - self.started
-        self.run.wall_s = elapsed
-        self.run.console.print(f"streamed {self.k * POLL_S / 3600:.0f} simulated h in "
-                               f"{elapsed / 60:.1f} wall min "
-                               f"({self.k * POLL_S / 3600 / max(elapsed / 60, 1e-9):,.1f} simulated h "
-                               "per wall minute), every poll on its instant (lock-step clock)")
