@@ -35,6 +35,7 @@ class Method(enum.IntEnum):
     LINEAR = 1
     LIKE_DAY = 2
     LIKE_DAY_SCALED = 3
+    MANUAL = 5  # an edit through the API, with its reason (vee_intervals)
     NONE = 9  # needed an estimate, none could be made
 
 

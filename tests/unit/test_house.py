@@ -42,7 +42,9 @@ CLOUD_MAY_IMPORT: dict[str, set[str]] = {
     "cloud.analytics.evaluation": {"cloud.analytics.kernels", "cloud.analytics.data",
                                    "cloud.analytics.pipeline"},
     "cloud.analytics": {"cloud.store"},  # the room's top-level modules (batch, ...): all of it
-    "cloud.mdm": {"cloud.store"},  # local time, tariffs, determinants, VEE
+    # local time, tariffs, determinants, VEE; reads registers into intervals with analytics'
+    # interval kernel (analytics never imports mdm: it reads the post-VEE layer through store)
+    "cloud.mdm": {"cloud.store", "cloud.analytics.kernels"},
     "cloud.api": {"cloud.store", "cloud.analytics", "cloud.mdm"},
 }
 

@@ -1,0 +1,121 @@
+"""Every query on the meter data management tables (migration 0060): tariffs, customers'
+tariffs, the VEE runs and their post-VEE layer, billing runs and determinants; and the
+readings the VEE reads. Plain SQL constants (psycopg placeholders), as in readings_sql."""
+
+from __future__ import annotations
+
+# --- customers, their zones and tariffs (cloud/mdm/fetch.py)
+# customer meters with the region's time zone; %(r)s: region ids or NULL for all
+CUSTOMERS = (
+    "SELECT m.meter_id, c.customer_id, f.region_id, r.time_zone, c.class,"
+    " c.tariff_per_kwh::float8, c.currency, c.is_special, c.has_pv, c.transformer_id,"
+    " c.contract_kva"
+    " FROM meters m JOIN customers c USING (customer_id)"
+    " JOIN transformers t ON t.transformer_id = c.transformer_id"
+    " JOIN feeders f ON f.feeder_id = t.feeder_id JOIN regions r ON r.region_id = f.region_id"
+    " WHERE m.kind = 'customer' AND (%(r)s::text[] IS NULL OR f.region_id = ANY(%(r)s))"
+    " ORDER BY m.meter_id")
+REGIONS_WITHOUT_ZONE = (
+    "SELECT region_id FROM regions WHERE time_zone IS NULL"
+    " AND (%(r)s::text[] IS NULL OR region_id = ANY(%(r)s)) ORDER BY region_id")
+SET_TIME_ZONE = "UPDATE regions SET time_zone = %(tz)s, updated_at = now() WHERE region_id = %(r)s"
+SET_TIME_ZONE_WHERE_NONE = (
+    "UPDATE regions SET time_zone = %(tz)s, updated_at = now() WHERE time_zone IS NULL")
+TARIFFS = "SELECT doc FROM tariffs ORDER BY tariff_id, valid_from"
+UPSERT_TARIFF = (
+    "INSERT INTO tariffs (tariff_id, valid_from, valid_to, class, currency, doc)"
+    " VALUES (%(tariff_id)s, %(valid_from)s, %(valid_to)s, %(class)s, %(currency)s, %(doc)s)"
+    " ON CONFLICT (tariff_id, valid_from) DO UPDATE SET valid_to = excluded.valid_to,"
+    " class = excluded.class, currency = excluded.currency, doc = excluded.doc,"
+    " imported_at = now()")
+ASSIGNMENTS = (
+    "SELECT customer_id, tariff_id, valid_from, valid_to FROM customer_tariffs"
+    " WHERE customer_id = ANY(%(c)s) ORDER BY customer_id, valid_from")
+UPSERT_ASSIGNMENT = (
+    "INSERT INTO customer_tariffs (customer_id, tariff_id, valid_from, valid_to)"
+    " VALUES (%(customer_id)s, %(tariff_id)s, %(valid_from)s, %(valid_to)s)"
+    " ON CONFLICT (customer_id, valid_from) DO UPDATE SET tariff_id = excluded.tariff_id,"
+    " valid_to = excluded.valid_to")
+KNOWN_CUSTOMERS = "SELECT customer_id FROM customers WHERE customer_id = ANY(%(c)s)"
+KNOWN_TARIFF_IDS = "SELECT DISTINCT tariff_id FROM tariffs"
+
+
+def copy_vee_window() -> str:
+    """A binary COPY for the VEE: per reading of the meters numbered by {ids} in [{lo}, {hi}],
+    the import/export registers, reactive import, L1 voltage (NaN for NULL), quality and the
+    envelope's clock status (0 for imported rows), unordered (the caller sorts: cheaper than a
+    sort in the server); braces filled with psycopg.sql literals."""
+    return ("COPY (SELECT (m.idx - 1)::int4, r.ts, coalesce(r.import_wh, 'NaN'),"
+            " coalesce(r.export_wh, 'NaN'), coalesce(r.import_varh, 'NaN'),"
+            " coalesce(r.v_l1, 'NaN'), r.quality, coalesce(e.clock_status, 0)::int2"
+            " FROM readings r"
+            " JOIN unnest({ids}::text[]) WITH ORDINALITY AS m(meter_id, idx)"
+            " ON r.meter_id = m.meter_id COLLATE \"C\""
+            " LEFT JOIN envelopes e ON e.agent_id = r.agent_id AND e.seq = r.seq"
+            " WHERE r.ts >= {lo} AND r.ts <= {hi}) TO STDOUT (FORMAT BINARY)")
+
+
+CONFLICTS_IN = (
+    "SELECT meter_id, ts FROM reading_conflicts WHERE meter_id = ANY(%(m)s)"
+    " AND ts > %(lo)s AND ts <= %(hi)s")
+
+# --- VEE runs and the post-VEE layer (cloud/mdm/store.py)
+NEW_VEE_RUN = (
+    "INSERT INTO vee_runs (period_start, period_end, step_s, meters, params, rules, seconds)"
+    " VALUES (%(start)s, %(end)s, %(step)s, %(meters)s, %(params)s, '[]', '{}')"
+    " RETURNING run_id")
+FINISH_VEE_RUN = (
+    "UPDATE vee_runs SET rules = %(rules)s, seconds = %(seconds)s, meters = %(meters)s,"
+    " finished_at = now() WHERE run_id = %(run)s")
+COPY_VEE_INTERVALS = (
+    "COPY vee_intervals (meter_id, bucket, source, version, run_id, raw_kwh, value_kwh, flags,"
+    " method) FROM STDIN")
+COPY_VEE_DAYS = (
+    "COPY vee_days (run_id, meter_id, day, status, flags, intervals, estimated, missing)"
+    " FROM STDIN")
+VEE_RUNS = (
+    "SELECT run_id, period_start, period_end, step_s, meters, rules, seconds, started_at,"
+    " finished_at FROM vee_runs ORDER BY run_id DESC LIMIT %(n)s")
+VEE_RUN = ("SELECT run_id, period_start, period_end, step_s, meters, params, rules, seconds,"
+           " started_at, finished_at FROM vee_runs WHERE run_id = %(run)s")
+VEE_DAY_COUNTS = ("SELECT status, count(*) FROM vee_days WHERE run_id = %(run)s GROUP BY 1"
+                  " ORDER BY 1")
+VEE_DAYS_OF_METER = (
+    "SELECT day, status, flags, intervals, estimated, missing FROM vee_days"
+    " WHERE run_id = %(run)s AND meter_id = %(m)s ORDER BY day")
+# every version of a meter's intervals in [lo, hi): raw beside post-VEE, newest first
+VEE_HISTORY = (
+    "SELECT bucket, source, version, run_id, raw_kwh, value_kwh, flags, method, edited_by,"
+    " reason, created_at FROM vee_intervals WHERE meter_id = %(m)s AND bucket >= %(lo)s"
+    " AND bucket < %(hi)s ORDER BY bucket, version DESC")
+# manual edits over [lo, hi) for the given meters (they win over any VEE run)
+MANUAL_EDITS = (
+    "SELECT DISTINCT ON (meter_id, bucket) meter_id, bucket, value_kwh, version"
+    " FROM vee_intervals WHERE source = 'manual' AND meter_id = ANY(%(m)s)"
+    " AND bucket >= %(lo)s AND bucket < %(hi)s ORDER BY meter_id, bucket, version DESC")
+NEW_EDIT_VERSION = "SELECT nextval('vee_edit_version')"
+INSERT_MANUAL_EDIT = (
+    "INSERT INTO vee_intervals (meter_id, bucket, source, version, raw_kwh, value_kwh, flags,"
+    " method, edited_by, reason) VALUES (%(m)s, %(bucket)s, 'manual', %(version)s, %(raw)s,"
+    " %(value)s, 0, 5, %(by)s, %(reason)s)")
+METER_EXISTS = "SELECT EXISTS (SELECT 1 FROM meters WHERE meter_id = %(m)s)"
+
+# --- billing (cloud/mdm/billing.py)
+NEW_BILLING_RUN = (
+    "INSERT INTO billing_runs (period, vee_run_id, customers, seconds)"
+    " VALUES (%(period)s, %(vee)s, %(customers)s, %(seconds)s) RETURNING run_id")
+COPY_DETERMINANTS = (
+    "COPY billing_determinants (run_id, customer_id, meter_id, tariff_id, tariff_from,"
+    " first_day, last_day, currency, kwh_by_period, total_kwh, export_kwh, kvarh, max_kw,"
+    " max_kw_at, demand_window_s, estimated_share, intervals, missing, amount, vee_status)"
+    " FROM STDIN")
+SET_BILLING_SECONDS = "UPDATE billing_runs SET seconds = %(seconds)s WHERE run_id = %(run)s"
+LATEST_BILLING_RUN = (
+    "SELECT run_id FROM billing_runs WHERE period = %(period)s ORDER BY run_id DESC LIMIT 1")
+BILLING_RUN = ("SELECT run_id, period, vee_run_id, customers, seconds, created_at"
+               " FROM billing_runs WHERE run_id = %(run)s")
+DETERMINANTS = (
+    "SELECT customer_id, meter_id, tariff_id, tariff_from, first_day, last_day, currency,"
+    " kwh_by_period, total_kwh, export_kwh, kvarh, max_kw, max_kw_at, demand_window_s,"
+    " estimated_share, intervals, missing, amount, vee_status FROM billing_determinants"
+    " WHERE run_id = %(run)s ORDER BY customer_id, first_day")
