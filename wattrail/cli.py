@@ -14,6 +14,7 @@ from wattrail.commands.demo import demo
 from wattrail.commands.deploy import app as deploy_app
 from wattrail.commands.edge import app as edge_app
 from wattrail.commands.ingest import agents_app, ingest
+from wattrail.commands.mdm import mount as mount_mdm
 from wattrail.commands.meter import app as meter_app
 from wattrail.commands.pki import app as pki_app
 from wattrail.commands.sim import sim
@@ -36,6 +37,7 @@ app.add_typer(agents_app, name="agents")
 mount_store(app)  # db migrate|refresh, topology import, readings import
 mount_api(app)  # api, token create|list|revoke
 mount_analytics(app)  # analyze, evaluate
+mount_mdm(app)  # vee run|status, tariffs import|list, billing determinants|export
 app.command()(demo)
 app.add_typer(audit_app, name="audit")
 app.add_typer(deploy_app, name="deploy")  # deploy init: the compose stack's bootstrap

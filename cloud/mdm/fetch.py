@@ -81,7 +81,7 @@ def fetch_customers(conn: psycopg.Connection[Any], regions: Sequence[str] | None
     if missing and default_zone is None:
         raise MdmInputError(
             f"region(s) {missing[:5]}{' ...' if len(missing) > 5 else ''} have no time zone, so "
-            "their local days are unknown: set it with `wattrail store time-zone REGION "
+            "their local days are unknown: set it with `wattrail topology time-zone REGION "
             "Europe/Berlin` (or regions[].time_zone in the grid file), or pass --time-zone")
     if default_zone is not None:
         zone(default_zone)  # a bad name fails here, with the message that says what to give

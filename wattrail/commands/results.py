@@ -42,7 +42,7 @@ loss_app = typer.Typer(help="Energy balance and loss of a stored analysis run.",
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
 
-def _csv_cell(v: Any) -> Any:
+def csv_cell(v: Any) -> Any:
     if v is None:
         return ""
     if isinstance(v, datetime):
@@ -87,7 +87,7 @@ def _emit(fmt: Format, head: dict[str, Any], cols: list[str], rows: list[dict[st
         w = csv.writer(buf, lineterminator="\n")
         w.writerow(cols)
         for r in rows:
-            w.writerow([_csv_cell(r[c]) for c in cols])
+            w.writerow([csv_cell(r[c]) for c in cols])
         sys.stdout.write(buf.getvalue())
         return
     out.print(f"run {head['run_id']}: {local(head['period_start'])} .. {local(head['period_end'])}, "

@@ -161,3 +161,46 @@ def test_days_without_a_tariff_are_reported_not_billed(conn: psycopg.Connection)
     assert [(r[2], r[4], r[5]) for r in rows] == [
         (NO_TARIFF, date(2026, 3, 1), date(2026, 3, 10)), ("RES-TOU", date(2026, 3, 11), date(2026, 3, 31))]
     assert rows[0][17] is None and rows[0][8] > 0 and rows[1][17] is not None
+
+
+def test_the_cli_imports_tariffs_runs_billing_and_exports(conn: psycopg.Connection, db_dsn: str,
+                                                          tmp_path: Path) -> None:
+    import csv
+
+    from typer.testing import CliRunner
+
+    from wattrail.cli import app
+
+    run = CliRunner()
+    meters = _meters(conn)
+    _load(conn, meters)
+    cust = conn.execute("SELECT customer_id FROM meters WHERE meter_id = %s",
+                        [meters[0]]).fetchone()[0]
+    bad = run.invoke(app, ["topology", "time-zone", "--all", "Mars/Olympus", "--dsn", db_dsn])
+    assert bad.exit_code == 1 and "IANA" in bad.output
+    ok = run.invoke(app, ["topology", "time-zone", "--all", TZ, "--dsn", db_dsn])
+    assert ok.exit_code == 0, ok.output
+    (tmp_path / "t.json").write_text(json.dumps([TARIFF]))
+    (tmp_path / "a.csv").write_text(f"customer_id,tariff_id,valid_from\n{cust},RES-TOU,2026-01-01\n")
+    (tmp_path / "bad.csv").write_text("customer_id,tariff_id,valid_from\nnobody,RES-TOU,2026-01-01\n")
+    res = run.invoke(app, ["tariffs", "import", str(tmp_path / "t.json"), "--assign",
+                           str(tmp_path / "bad.csv"), "--dsn", db_dsn])
+    assert res.exit_code == 1 and "nothing was imported" in res.output
+    assert conn.execute("SELECT count(*) FROM tariffs").fetchone()[0] == 0
+    res = run.invoke(app, ["tariffs", "import", str(tmp_path / "t.json"), "--assign",
+                           str(tmp_path / "a.csv"), "--dsn", db_dsn])
+    assert res.exit_code == 0, res.output
+    res = run.invoke(app, ["billing", "determinants", "--period", "2026-3", "--dsn", db_dsn])
+    assert res.exit_code == 1 and "YYYY-MM" in res.output
+    res = run.invoke(app, ["billing", "determinants", "--period", PERIOD, "--dsn", db_dsn])
+    assert res.exit_code == 0, res.output
+    assert "6 determinant rows, 6 billable" in res.output and "of 6 meters" in res.output
+    out = tmp_path / "d.csv"
+    res = run.invoke(app, ["billing", "export", "--period", PERIOD, "-o", str(out), "--dsn", db_dsn])
+    assert res.exit_code == 0, res.output
+    rows = list(csv.DictReader(out.read_text().splitlines()))
+    assert len(rows) == 6 and {"kwh_peak", "kwh_offpeak", "kwh_all-day"} <= set(rows[0])
+    mine = next(r for r in rows if r["customer_id"] == cust)
+    assert mine["tariff_id"] == "RES-TOU" and mine["kwh_all-day"] == ""  # not on that tariff
+    status = run.invoke(app, ["vee", "status", "--meter", meters[0], "--dsn", db_dsn])
+    assert status.exit_code == 0 and "estimated" in status.output
