@@ -9,6 +9,7 @@ from wattrail import __version__
 from wattrail.commands.analytics import mount as mount_analytics
 from wattrail.commands.api import mount as mount_api
 from wattrail.commands.audit import app as audit_app
+from wattrail.commands.billing import app as billing_app
 from wattrail.commands.chaos import mount as mount_chaos
 from wattrail.commands.demo import demo
 from wattrail.commands.deploy import app as deploy_app
@@ -37,7 +38,8 @@ app.add_typer(agents_app, name="agents")
 mount_store(app)  # db migrate|refresh, topology import, readings import
 mount_api(app)  # api, token create|list|revoke
 mount_analytics(app)  # analyze, evaluate
-mount_mdm(app)  # vee run|status, tariffs import|list, billing determinants|export
+mount_mdm(app)  # vee run|status, tariffs import|list, topology time-zone
+app.add_typer(billing_app, name="billing")  # billing determinants|export|revenue
 app.command()(demo)
 app.add_typer(audit_app, name="audit")
 app.add_typer(deploy_app, name="deploy")  # deploy init: the compose stack's bootstrap

@@ -1,12 +1,11 @@
-"""`wattrail vee|tariffs|billing` and `wattrail topology time-zone`: meter data management.
+"""`wattrail vee|tariffs` and `wattrail topology time-zone`: meter data management (billing is
+wattrail/commands/billing.py, on the helpers here).
 
     wattrail topology time-zone REGION Europe/Berlin     a region's IANA zone (or --all)
     wattrail tariffs import tariffs.json [--assign a.csv]  tariff versions, customers' tariffs
     wattrail tariffs list
     wattrail vee run --period 2026-01                     validate, estimate, store the layer
     wattrail vee status [--run N] [--meter M]             rules, meter-days, a meter's history
-    wattrail billing determinants --period 2026-01        VEE + determinants, stored and shown
-    wattrail billing export --period 2026-01 [-o F.csv]   the latest run's determinants as CSV
 
 Exit codes: 0 done, 1 the input is invalid (period, file, zone), 2 the database refused.
 """
@@ -15,14 +14,12 @@ from __future__ import annotations
 
 import csv
 import json
-import sys
 import time
 from collections.abc import Callable
 from datetime import date
 from pathlib import Path
 from typing import Annotated, Any, NoReturn
 
-import psycopg
 import typer
 from rich.console import Console
 from rich.table import Table
@@ -42,8 +39,6 @@ Step = Annotated[int, typer.Option("--step", help="interval length in seconds (9
 vee_app = typer.Typer(help="Validation, estimation and editing of interval data.",
                       no_args_is_help=True)
 tariffs_app = typer.Typer(help="Tariffs and which customer is on which.", no_args_is_help=True)
-billing_app = typer.Typer(help="Billing determinants per customer and month.",
-                          no_args_is_help=True)
 
 
 def mount(app: typer.Typer) -> None:
@@ -51,16 +46,15 @@ def mount(app: typer.Typer) -> None:
 
     app.add_typer(vee_app, name="vee")
     app.add_typer(tariffs_app, name="tariffs")
-    app.add_typer(billing_app, name="billing")
     topology_app.command("time-zone")(time_zone_cmd)
 
 
-def _fail(msg: str, code: int = 1) -> NoReturn:
+def fail(msg: str, code: int = 1) -> NoReturn:
     err.print(f"[red]{msg}[/red]", highlight=False)
     raise typer.Exit(code)
 
 
-def _progress(label: str) -> Callable[[int, int], None]:
+def progress_line(label: str) -> Callable[[int, int], None]:
     """A line per chunk: on a terminal and in a log alike (no live widget to lose)."""
     started = time.monotonic()
 
@@ -84,11 +78,11 @@ def time_zone_cmd(
     if all_ and region and not tz:
         target, tz = None, region  # `time-zone --all Europe/Berlin`
     if not tz or (target is None) == (not all_):
-        _fail("give REGION ZONE, or --all ZONE for every region without one")
+        fail("give REGION ZONE, or --all ZONE for every region without one")
     try:
         zone(tz)
     except CalendarError as exc:
-        _fail(str(exc))
+        fail(str(exc))
     with connect_or_exit(dsn) as conn:
         require_schema(conn, "tariffs")
         if all_:
@@ -96,7 +90,7 @@ def time_zone_cmd(
         else:
             n = conn.execute(mdm_sql.SET_TIME_ZONE, {"tz": tz, "r": target}).rowcount
             if n == 0:
-                _fail(f"no region {target!r}: list them with `wattrail topology import` output "
+                fail(f"no region {target!r}: list them with `wattrail topology import` output "
                       "or SELECT region_id FROM regions")
     out.print(f"{n} region(s) now in {tz}")
 
@@ -105,9 +99,9 @@ def _read_json(path: Path) -> Any:
     try:
         return json.loads(path.read_text())
     except FileNotFoundError:
-        _fail(f"{path}: no such file")
+        fail(f"{path}: no such file")
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        _fail(f"{path}: not JSON ({exc})")
+        fail(f"{path}: not JSON ({exc})")
 
 
 def _assignments(path: Path) -> list[dict[str, Any]]:
@@ -115,21 +109,21 @@ def _assignments(path: Path) -> list[dict[str, Any]]:
     try:
         text = path.read_text()
     except FileNotFoundError:
-        _fail(f"{path}: no such file")
+        fail(f"{path}: no such file")
     rows = list(csv.DictReader(text.splitlines()))
     need = {"customer_id", "tariff_id", "valid_from"}
     if not rows or not need <= set(rows[0]):
-        _fail(f"{path}: give a CSV with columns customer_id,tariff_id,valid_from[,valid_to]")
+        fail(f"{path}: give a CSV with columns customer_id,tariff_id,valid_from[,valid_to]")
     out_rows = []
     for i, r in enumerate(rows, 2):
         try:
             a = date.fromisoformat(r["valid_from"])
             b = date.fromisoformat(r["valid_to"]) if r.get("valid_to") else None
         except ValueError:
-            _fail(f"{path}:{i}: dates as YYYY-MM-DD, got {r['valid_from']!r} / "
+            fail(f"{path}:{i}: dates as YYYY-MM-DD, got {r['valid_from']!r} / "
                   f"{r.get('valid_to')!r}")
         if b is not None and b < a:
-            _fail(f"{path}:{i}: valid_to is before valid_from")
+            fail(f"{path}:{i}: valid_to is before valid_from")
         out_rows.append({"customer_id": r["customer_id"], "tariff_id": r["tariff_id"],
                          "valid_from": a, "valid_to": b})
     return out_rows
@@ -149,7 +143,7 @@ def tariffs_import(
     try:
         tariffs = parse_tariffs(_read_json(file), where=str(file))
     except TariffError as exc:
-        _fail(f"{exc}; nothing was imported")
+        fail(f"{exc}; nothing was imported")
     rows = _assignments(assign) if assign is not None else []
     with connect_or_exit(dsn) as conn:
         require_schema(conn, "tariffs")
@@ -160,7 +154,7 @@ def tariffs_import(
                                             {"c": [r["customer_id"] for r in rows]})}
         bad_c = sorted({r["customer_id"] for r in rows} - custs)
         if bad_t or bad_c:
-            _fail(f"{assign}: unknown tariffs {bad_t[:5]} / customers {bad_c[:5]}; "
+            fail(f"{assign}: unknown tariffs {bad_t[:5]} / customers {bad_c[:5]}; "
                   "nothing was imported")
         with conn.transaction():
             for t in tariffs:
@@ -191,7 +185,7 @@ def tariffs_list(dsn: Dsn = "") -> None:
     out.print(t)
 
 
-def _mdm_errors() -> tuple[type[Exception], ...]:
+def mdm_errors() -> tuple[type[Exception], ...]:
     from cloud.mdm.calendar import CalendarError
     from cloud.mdm.fetch import MdmInputError
     from cloud.mdm.tariffs import TariffError
@@ -210,9 +204,9 @@ def vee_run(period: Period, dsn: Dsn = "", time_zone: Zone = None, step: Step = 
         require_schema(conn, "vee_runs")
         try:
             res = run_vee(conn, period, step_s=step, default_zone=time_zone,
-                          chunk_meters=chunk, progress=_progress("vee"))
-        except _mdm_errors() as exc:
-            _fail(str(exc))
+                          chunk_meters=chunk, progress=progress_line("vee"))
+        except mdm_errors() as exc:
+            fail(str(exc))
     _print_rules(res.rules)
     out.print(f"VEE run {res.run_id}: {res.meters:,} meters, meter-days valid "
               f"{res.days['valid']:,}, estimated {res.days['estimated']:,}, failed "
@@ -240,11 +234,11 @@ def vee_status(run: Annotated[int | None, typer.Option(help="VEE run id (default
         if run is None:
             latest = conn.execute(mdm_sql.VEE_RUNS, {"n": 1}).fetchone()
             if latest is None:
-                _fail("no VEE run yet: run `wattrail vee run --period YYYY-MM`")
+                fail("no VEE run yet: run `wattrail vee run --period YYYY-MM`")
             run = int(latest[0])
         row = conn.execute(mdm_sql.VEE_RUN, {"run": run}).fetchone()
         if row is None:
-            _fail(f"no VEE run {run}")
+            fail(f"no VEE run {run}")
         days = dict(conn.execute(mdm_sql.VEE_DAY_COUNTS, {"run": run}).fetchall())
         out.print(f"VEE run {run}: {row[1].astimezone():%Y-%m-%d %H:%M} .. "
                   f"{row[2].astimezone():%Y-%m-%d %H:%M %Z}, {row[4]:,} meters, step {row[3]} s")
@@ -261,87 +255,3 @@ def vee_status(run: Annotated[int | None, typer.Option(help="VEE run id (default
                 t.add_row(str(d), ("valid", "estimated", "failed")[st], str(n), str(est),
                           str(miss), ", ".join(str(r.name).lower() for r in Rule if fl & r))
             out.print(t)
-
-
-@billing_app.command("determinants")
-def billing_determinants(period: Period, dsn: Dsn = "", time_zone: Zone = None,
-                         step: Step = 900,
-                         chunk: Annotated[int, typer.Option(help="meters per chunk")] = 5000,
-                         show: Annotated[int, typer.Option(help="rows to print")] = 20) -> None:
-    """VEE for the month, then every customer's billing determinants at the tariff in force,
-    stored as a billing run."""
-    from cloud.mdm.billing import run_billing
-
-    with connect_or_exit(dsn) as conn:
-        require_schema(conn, "billing_runs")
-        try:
-            res = run_billing(conn, period, step_s=step, default_zone=time_zone,
-                              chunk_meters=chunk, progress=_progress("vee + determinants"))
-        except _mdm_errors() as exc:
-            _fail(str(exc))
-        rows = _determinant_rows(conn, res.run_id)
-    t = Table("customer", "tariff", "days", "kWh", "by period", "max kW", "estimated",
-              "missing", "amount", "VEE", title=f"billing run {res.run_id}, {period}")
-    for r in rows[:show]:
-        t.add_row(r["customer_id"], r["tariff_id"], f"{r['first_day']:%d}-{r['last_day']:%d}",
-                  f"{r['total_kwh']:,.1f}", ", ".join(f"{k} {v:,.1f}"
-                                                      for k, v in r["kwh_by_period"].items()),
-                  "-" if r["max_kw"] is None else f"{r['max_kw']:.2f}",
-                  "-" if r["estimated_share"] is None else f"{r['estimated_share']:.1%}",
-                  str(r["missing"]), "not billable" if r["amount"] is None
-                  else f"{r['amount']:,.2f} {r['currency']}", r["vee_status"])
-    out.print(t)
-    out.print(f"{res.rows:,} determinant rows, {res.complete:,} billable; "
-              f"{res.seconds['total']:.1f} s (VEE {res.seconds['vee']:.1f}, determinants "
-              f"{res.seconds['determinants']:.1f}, write {res.seconds['write']:.1f}); "
-              "export: wattrail billing export --period " + period)
-
-
-_COLUMNS = ("customer_id", "meter_id", "tariff_id", "tariff_from", "first_day", "last_day",
-            "currency", "kwh_by_period", "total_kwh", "export_kwh", "kvarh", "max_kw",
-            "max_kw_at", "demand_window_s", "estimated_share", "intervals", "missing", "amount",
-            "vee_status")
-
-
-def _determinant_rows(conn: psycopg.Connection[Any], run: int) -> list[dict[str, Any]]:
-    from cloud.store import mdm_sql
-
-    return [dict(zip(_COLUMNS, r, strict=True))
-            for r in conn.execute(mdm_sql.DETERMINANTS, {"run": run})]
-
-
-@billing_app.command("export")
-def billing_export(period: Period,
-                   output: Annotated[Path | None, typer.Option(
-                       "-o", "--output", help="CSV file (default: standard output)")] = None,
-                   run: Annotated[int | None, typer.Option(
-                       help="billing run id (default: the period's latest)")] = None,
-                   dsn: Dsn = "") -> None:
-    """A billing run's determinants as CSV (one column per TOU period; times in UTC ISO 8601)."""
-    from cloud.store import mdm_sql
-    from wattrail.commands.results import csv_cell
-
-    with connect_or_exit(dsn) as conn:
-        require_schema(conn, "billing_runs")
-        if run is None:
-            r = conn.execute(mdm_sql.LATEST_BILLING_RUN, {"period": period}).fetchone()
-            if r is None:
-                _fail(f"no billing run for {period}: run `wattrail billing determinants "
-                      f"--period {period}` first")
-            run = int(r[0])
-        rows = _determinant_rows(conn, run)
-    periods = sorted({k for r in rows for k in r["kwh_by_period"]})
-    head = [c for c in _COLUMNS if c != "kwh_by_period"] + [f"kwh_{p}" for p in periods]
-    fh = open(output, "w", newline="") if output else sys.stdout  # noqa: SIM115
-    try:
-        w = csv.writer(fh)
-        w.writerow(head)
-        for r in rows:
-            cells = [csv_cell(r[c]) for c in _COLUMNS if c != "kwh_by_period"]
-            w.writerow(cells + [csv_cell(r["kwh_by_period"].get(p)) for p in periods])
-    finally:
-        if output:
-            fh.close()
-    if output:
-        err.print(f"{len(rows):,} rows of billing run {run} written to {output}")
-

@@ -202,5 +202,11 @@ def test_the_cli_imports_tariffs_runs_billing_and_exports(conn: psycopg.Connecti
     assert len(rows) == 6 and {"kwh_peak", "kwh_offpeak", "kwh_all-day"} <= set(rows[0])
     mine = next(r for r in rows if r["customer_id"] == cust)
     assert mine["tariff_id"] == "RES-TOU" and mine["kwh_all-day"] == ""  # not on that tariff
+    rev = run.invoke(app, ["billing", "revenue", "--period", PERIOD, "--dsn", db_dsn])
+    assert rev.exit_code == 0, rev.output
+    assert "wattrail analyze" in rev.output  # no analytics run covers the month yet
+    bad = run.invoke(app, ["billing", "revenue", "--period", PERIOD, "--level", "house",
+                           "--dsn", db_dsn])
+    assert bad.exit_code == 1 and "transformer, feeder or region" in bad.output
     status = run.invoke(app, ["vee", "status", "--meter", meters[0], "--dsn", db_dsn])
     assert status.exit_code == 0 and "estimated" in status.output
