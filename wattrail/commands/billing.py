@@ -169,3 +169,38 @@ def billing_revenue(period: Period,
         out.print(s)
     for note in rep.notes:
         out.print(f"[yellow]note:[/yellow] {note}", highlight=False, soft_wrap=True)
+
+
+@billing_app.command("tariff-check")
+def billing_tariff_check(period: Period, dsn: Dsn = "", time_zone: Zone = None,
+                         step: Step = 900,
+                         show: Annotated[int, typer.Option(help="rows to print")] = 30,
+                         as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """Customers whose tariff does not fit what they do (a shop on a residential tariff, PV
+    export without an export tariff, demand above contract, special customers without interval
+    data), ranked, with the evidence."""
+    from cloud.mdm.tariff_check import check_tariffs
+
+    with connect_or_exit(dsn) as conn:
+        require_schema(conn, "tariffs")
+        try:
+            res = check_tariffs(conn, period, step_s=step, default_zone=time_zone)
+        except mdm_errors() as exc:
+            fail(str(exc))
+    if as_json:
+        out.print_json(json.dumps({"period": res.period, "customers": res.customers,
+                                   "not_run": res.not_run,
+                                   "findings": [f.__dict__ for f in res.findings]}))
+        return
+    t = Table("rank", "customer", "meter", "finding", "score", "evidence",
+              title=f"tariff execution check {period}: {len(res.findings)} finding(s) among "
+                    f"{res.customers:,} customers")
+    for k, f in enumerate(res.findings[:show], 1):
+        keys = ("tariff_id", "max_kw", "business_share", "export_kwh", "missing_share",
+                "contract_kva", "z_max_kw", "z_business_share")
+        t.add_row(str(k), f.customer_id, f.meter_id, f.kind, f"{f.score:.2f}",
+                  ", ".join(f"{key} {f.evidence[key]}" for key in keys
+                            if f.evidence.get(key) is not None))
+    out.print(t)
+    for name, why in res.not_run.items():
+        out.print(f"[yellow]{name} did not run:[/yellow] {why}", highlight=False, soft_wrap=True)
