@@ -24,6 +24,7 @@ from cloud.api.ratelimit import TokenBuckets
 from cloud.api.routes import (
     analysis_runs,
     audit,
+    billing,
     export,
     health,
     loss,
@@ -33,16 +34,19 @@ from cloud.api.routes import (
     readings,
     regional,
     suspects,
+    tariffs,
     tlog,
     tokens,
     topology,
     topology_import,
+    vee,
 )
 
 DESCRIPTION = """Loss reports, theft suspects, readings and the customer archive for grid
-engineers; the signed evidence trail for auditors. Authenticate with
-`Authorization: Bearer <token>` (`wattrail token create --role engineer|auditor|admin --name N`).
-Errors are RFC 9457 `application/problem+json`. See docs/api.md."""
+engineers; VEE, tariffs and billing determinants (meter data management); the signed evidence
+trail for auditors. Authenticate with `Authorization: Bearer <token>`
+(`wattrail token create --role engineer|auditor|admin --name N`). Errors are RFC 9457
+`application/problem+json`. See docs/api.md."""
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -71,7 +75,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.metrics = ApiMetrics()
     problems.install(app)
     for module in (health, topology, map_layers, topology_import, readings, analysis_runs, loss,
-                   suspects, power_quality, outages, regional, audit, tlog, export, tokens):
+                   suspects, power_quality, outages, regional, vee, billing, tariffs, audit, tlog,
+                   export, tokens):
         app.include_router(module.router)
     app.add_middleware(BodyLimitMiddleware, max_body_bytes=settings.max_body_bytes)
     app.add_middleware(MetricsMiddleware, metrics=app.state.metrics)  # outermost: counts 413s

@@ -119,3 +119,92 @@ DETERMINANTS = (
     " kwh_by_period, total_kwh, export_kwh, kvarh, max_kw, max_kw_at, demand_window_s,"
     " estimated_share, intervals, missing, amount, vee_status FROM billing_determinants"
     " WHERE run_id = %(run)s ORDER BY customer_id, first_day")
+
+# --- the HTTP API (cloud/api/routes/vee.py, billing.py, tariffs.py)
+# Keyset pages: `after...` is the sort key of the last row of the previous page (NULL on the
+# first page) and `n` one row more than the page holds, so the route knows whether a next page
+# exists without a count. Dates are keyed by their day number since 1970-01-01, which a JSON
+# cursor carries as an integer.
+API_VEE_RUNS = (
+    "SELECT run_id, period_start, period_end, step_s, meters, started_at, finished_at"
+    " FROM vee_runs WHERE (%(after)s::bigint IS NULL OR run_id < %(after)s)"
+    " ORDER BY run_id DESC LIMIT %(n)s")
+# a meter's kind and its region's zone (NULL zone: not set, or not a customer meter)
+API_METER_ZONE = (
+    "SELECT m.kind, r.time_zone FROM meters m LEFT JOIN customers c USING (customer_id)"
+    " LEFT JOIN transformers t ON t.transformer_id = c.transformer_id"
+    " LEFT JOIN feeders f ON f.feeder_id = t.feeder_id"
+    " LEFT JOIN regions r ON r.region_id = f.region_id WHERE m.meter_id = %(m)s")
+API_VEE_DAYS = (
+    "SELECT day, (day - DATE '1970-01-01') AS day_key, status, flags, intervals, estimated,"
+    " missing FROM vee_days WHERE run_id = %(run)s AND meter_id = %(m)s"
+    " AND (%(after)s::int IS NULL OR day > DATE '1970-01-01' + %(after)s::int)"
+    " ORDER BY day LIMIT %(n)s")
+# Every version of a meter's intervals in [lo, hi), per bucket the manual edits first (newest
+# first), then the VEE runs' rows (newest first). `in_force`: the version a bill rests on: the
+# newest manual edit; without one, the row of the newest VEE run that validated this meter over
+# the bucket. A bucket with no row in force (a newer run found the interval valid) is its raw
+# value after VEE.
+API_VEE_VERSIONS = (
+    "SELECT * FROM (SELECT i.bucket, i.source, i.version, i.run_id, i.raw_kwh, i.value_kwh,"
+    " i.flags, i.method, i.edited_by, i.reason, i.created_at,"
+    " (i.source = 'vee')::int AS source_rank,"
+    " CASE WHEN i.source = 'manual' THEN i.version = max(i.version)"
+    "  FILTER (WHERE i.source = 'manual') OVER (PARTITION BY i.bucket)"
+    " ELSE NOT coalesce(bool_or(i.source = 'manual') OVER (PARTITION BY i.bucket), false)"
+    "  AND i.run_id IS NOT DISTINCT FROM (SELECT max(r.run_id) FROM vee_runs r"
+    "  WHERE r.period_start <= i.bucket AND i.bucket < r.period_end AND EXISTS ("
+    "  SELECT 1 FROM vee_days d WHERE d.run_id = r.run_id AND d.meter_id = i.meter_id)) END"
+    " AS in_force"
+    " FROM vee_intervals i WHERE i.meter_id = %(m)s AND i.bucket >= %(lo)s AND i.bucket < %(hi)s"
+    ") v WHERE (%(a_bucket)s::timestamptz IS NULL"
+    " OR (v.bucket, v.source_rank, -v.version) > (%(a_bucket)s, %(a_rank)s, %(a_neg)s))"
+    " ORDER BY v.bucket, v.source_rank, v.version DESC LIMIT %(n)s")
+# the newest row of the post-VEE layer at one interval: its raw value is the one to keep
+API_LATEST_AT_BUCKET = (
+    "SELECT raw_kwh, source, version FROM vee_intervals WHERE meter_id = %(m)s"
+    " AND bucket = %(bucket)s ORDER BY created_at DESC, version DESC LIMIT 1")
+# the readings around one interval [bucket, bucket + step): the raw value is the register
+# difference of the readings on its two boundaries (lo, hi include the jitter tolerance)
+API_READINGS_AROUND = (
+    "SELECT ts, import_wh, quality FROM readings WHERE meter_id = %(m)s"
+    " AND ts >= %(lo)s AND ts <= %(hi)s ORDER BY ts")
+API_MANUAL_EDIT = (
+    "SELECT bucket, source, version, run_id, raw_kwh, value_kwh, flags, method, edited_by,"
+    " reason, created_at FROM vee_intervals WHERE meter_id = %(m)s AND bucket = %(bucket)s"
+    " AND source = 'manual' AND version = %(version)s")
+
+API_BILLING_RUNS = (
+    "SELECT run_id, period, vee_run_id, customers, seconds, created_at FROM billing_runs"
+    " WHERE (%(period)s::text IS NULL OR period = %(period)s)"
+    " AND (%(after)s::bigint IS NULL OR run_id < %(after)s)"
+    " ORDER BY run_id DESC LIMIT %(n)s")
+_API_DETERMINANT_COLS = (
+    "run_id, customer_id, meter_id, tariff_id, tariff_from, first_day, last_day, currency,"
+    " kwh_by_period, total_kwh, export_kwh, kvarh, max_kw, max_kw_at, demand_window_s,"
+    " estimated_share, intervals, missing, amount, vee_status")
+API_DETERMINANTS = (
+    f"SELECT {_API_DETERMINANT_COLS}, (first_day - DATE '1970-01-01') AS day_key"
+    " FROM billing_determinants WHERE run_id = %(run)s"
+    " AND (%(c)s::text IS NULL OR customer_id = %(c)s)"
+    " AND (%(a_c)s::text IS NULL"
+    " OR (customer_id, first_day) > (%(a_c)s, DATE '1970-01-01' + %(a_day)s::int))"
+    " ORDER BY customer_id, first_day LIMIT %(n)s")
+API_CUSTOMER_DETERMINANTS = (
+    f"SELECT {_API_DETERMINANT_COLS} FROM billing_determinants"
+    " WHERE run_id = %(run)s AND customer_id = %(c)s ORDER BY first_day")
+
+API_TARIFFS = (
+    "SELECT tariff_id, valid_from, (valid_from - DATE '1970-01-01') AS day_key, valid_to,"
+    " class AS tariff_class, currency, doc, imported_at FROM tariffs"
+    " WHERE (%(t)s::text IS NULL OR tariff_id = %(t)s) AND (%(a_t)s::text IS NULL"
+    " OR (tariff_id, valid_from) > (%(a_t)s, DATE '1970-01-01' + %(a_day)s::int))"
+    " ORDER BY tariff_id, valid_from LIMIT %(n)s")
+# a customer's assignments, each with whether any version of its tariff is stored
+API_CUSTOMER_TARIFFS = (
+    "SELECT a.customer_id, a.tariff_id, a.valid_from,"
+    " (a.valid_from - DATE '1970-01-01') AS day_key, a.valid_to,"
+    " EXISTS (SELECT 1 FROM tariffs t WHERE t.tariff_id = a.tariff_id) AS tariff_known"
+    " FROM customer_tariffs a WHERE a.customer_id = %(c)s"
+    " AND (%(after)s::int IS NULL OR a.valid_from > DATE '1970-01-01' + %(after)s::int)"
+    " ORDER BY a.valid_from LIMIT %(n)s")
