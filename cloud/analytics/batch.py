@@ -18,6 +18,7 @@ import numpy as np
 import psycopg
 
 from cloud.analytics.data.fetch import FetchStats, detect_cadence, fetch_feed
+from cloud.analytics.data.vee_fill import fill_from_vee
 from cloud.analytics.data.write import RunMeta, store_report
 from cloud.analytics.kernels import config
 from cloud.analytics.pipeline import stages as pipeline
@@ -76,10 +77,15 @@ def analyze(
             notes.append(str(cad.note()))
     say("fetch")
     feed, stats = fetch_feed(conn, start, end, step_s=step_s, regions=regions, tolerance_s=tolerance_s)
+    # the post-VEE layer, where a VEE run covers the period (nothing changes otherwise)
+    filled, vee_note = fill_from_vee(conn, feed)
+    if vee_note:
+        notes.append(vee_note)
     t_fetch = time.perf_counter() - t
     say("kernels")
     t = time.perf_counter()
-    rep = pipeline.run(feed, day=86400 // step_s, block=max(1, 21600 // step_s))
+    rep = pipeline.run(feed, day=86400 // step_s, block=max(1, 21600 // step_s),
+                       vee_filled=filled)
     t_kernels = time.perf_counter() - t
     say("write")
     t = time.perf_counter()

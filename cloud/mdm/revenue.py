@@ -4,10 +4,10 @@ region for one billing period, from a billing run and the analytics run covering
 Per entity (sums over its customers' determinant rows; kWh):
 
     energy_in        the balance meter (transformer) or feeder-head meters (analysis_loss)
-    metered_out      the customers' energy as the analytics measured it (raw readings: what
-                     is missing there is missing); analysis_loss.energy_out
-    billed           Σ post-VEE import of its customers; export separately. billed - metered_out
-                     is mostly the estimated energy the analytics could not see
+    metered_out      the customers' energy as the analytics' balance saw it (analysis_loss
+                     .energy_out): post-VEE where a VEE run covered the period, else the raw
+                     readings (then billed - metered_out is the estimated energy it missed)
+    billed           Σ post-VEE import of its customers; export separately
     technical, ntl   the analytics' energy balance (analysis_loss), ntl ± 1 sigma
     estimated        Σ billed · estimated share: energy resting on VEE estimates
     amount_billed    Σ amounts of the billable rows (NULL rows are counted in not_billable, their

@@ -70,6 +70,10 @@ def loss_levels(feed: Feed, rep: Report) -> list[LevelLoss]:
     fd = rolled(topo.feeder_of_tx, n_fd, rep.feeder_balance, topo.feeder_ids, "feeder")
     region_of_tx = np.ascontiguousarray(topo.region_of_feeder[topo.feeder_of_tx])
     rg = rolled(region_of_tx, n_rg, rep.derived.region_balance, topo.region_ids, "region")
+    est = rep.estimated_wh if rep.estimated_wh is not None else np.full(n_tx, np.nan)
+    tx.period["estimated_wh"] = est
+    fd.period["estimated_wh"] = _sum_over(est, topo.feeder_of_tx, n_fd)
+    rg.period["estimated_wh"] = _sum_over(est, region_of_tx, n_rg)
     return [tx, fd, rg]
 
 

@@ -29,6 +29,7 @@ _PG = {"text": 'text COLLATE "C"', "float8": "float8", "int8": "int8", "int4": "
        "int2": "int2", "timestamptz": "timestamptz"}
 _LOSS_FIELDS = ("energy_in_wh", "energy_out_wh", "loss_wh", "loss_pct", "technical_wh", "ntl_wh",
                 "ntl_sigma_wh", "completeness", "revenue_at_risk")
+_PERIOD_FIELDS = (*_LOSS_FIELDS, "estimated_wh")  # over the period only: not per interval
 _RAW = ("flags", "export_no_pv", "bypass", "neutral", "change_point", "change_point_drop",
         "peer_dev", "localisation", "comms_drop", "observer", "observer_coef", "observer_own_change",
         "balance_timing")
@@ -108,7 +109,7 @@ def _write_loss(cur: psycopg.Cursor[Any], run_id: int, levels: list[res.LevelLos
                 Col("low_confidence", "int2", lv.interval["low_confidence"].ravel().astype(np.int16))]
         cols_p.append([_text("level", [lv.level], np.zeros(e, np.int64)),
                        _text("entity_id", lv.ids or [""], np.arange(e)),
-                       *[_f(f, lv.period[f]) for f in _LOSS_FIELDS],
+                       *[_f(f, lv.period[f]) for f in _PERIOD_FIELDS],
                        Col("low_confidence", "int2", lv.period["low_confidence"].astype(np.int16))])
         name = f"stage_loss_i_{lv.level}"
         _stage(cur, name, cols)
@@ -120,9 +121,10 @@ def _write_loss(cur: psycopg.Cursor[Any], run_id: int, levels: list[res.LevelLos
         name = f"stage_loss_p_{lv.level}"
         _stage(cur, name, cols)
         cur.execute(
-            f"INSERT INTO analysis_loss (run_id, level, entity_id, {', '.join(_LOSS_FIELDS)}, "
-            f"low_confidence) SELECT %s, level, entity_id, {', '.join(_nn(f) for f in _LOSS_FIELDS)}, "
-            f"low_confidence <> 0 FROM {name}", [run_id])
+            f"INSERT INTO analysis_loss (run_id, level, entity_id, {', '.join(_PERIOD_FIELDS)}, "
+            f"low_confidence) SELECT %s, level, entity_id, "
+            f"{', '.join(_nn(f) for f in _PERIOD_FIELDS)}, low_confidence <> 0 FROM {name}",
+            [run_id])
 
 
 def _write_suspects(cur: psycopg.Cursor[Any], run_id: int, feed: Feed, rep: Report) -> None:

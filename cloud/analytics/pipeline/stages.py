@@ -156,6 +156,7 @@ class Report:
     derived: Derived  # per-interval NTL sigma, region balance, profile and forecast
     inputs: Inputs | None = None
     notes: tuple[str, ...] = ()  # what the data lacked and what the run assumed instead
+    estimated_wh: np.ndarray | None = None  # (X,) customer energy in ESTIMATED intervals
 
 
 def _mean_pairs(a: np.ndarray) -> np.ndarray:
@@ -164,7 +165,10 @@ def _mean_pairs(a: np.ndarray) -> np.ndarray:
     return out
 
 
-def run(feed: Feed, *, block: int = 24, day: int = 96) -> Report:
+def run(feed: Feed, *, block: int = 24, day: int = 96,
+        vee_filled: np.ndarray | None = None) -> Report:
+    """`vee_filled` (M, K): customer instants whose register came from the post-VEE layer
+    (data/vee_fill.py); the intervals touching them are marked ESTIMATED."""
     topo, c, b = feed.topology, feed.customers, feed.balance
     inputs = Inputs.of(feed)
     rep = replaced_marks(c.status, c.present)
@@ -178,6 +182,9 @@ def run(feed: Feed, *, block: int = 24, day: int = 96) -> Report:
     f_exp = np.where(no_exp[:, None], np.uint8(0), f_exp)
     net = imp - exp
     quality = np.maximum(q_imp, q_exp)
+    if vee_filled is not None:
+        touched = vee_filled[:, :-1] | vee_filled[:, 1:]
+        quality = np.where(touched, np.maximum(quality, ki.Q_ESTIMATED), quality).astype(np.int8)
     flags = f_imp | f_exp
     # a balance meter without an export register: nothing flows back through that transformer
     b_exp = np.where(inputs.balance_export[:, None], intervals(b, b.export_wh, feed)[0], 0.0)
@@ -264,6 +271,10 @@ def run(feed: Feed, *, block: int = 24, day: int = 96) -> Report:
         derive(topo, net, bal, tech_wh, feeder_bal, region_wh, day),
         inputs,
         tuple(inputs.notes(topo.has_pv)),
+        # how much of each transformer's customer energy rests on estimates (the analytics'
+        # own bridging of short gaps, and VEE's where the post-VEE layer was read)
+        np.bincount(topo.tx_of, weights=np.nansum(
+            np.where(quality == ki.Q_ESTIMATED, np.abs(net), 0.0), axis=1), minlength=n_tx),
     )
 
 

@@ -49,6 +49,9 @@ class LossPublic(BaseModel):
     completeness: float = Field(description="share of expected readings present, 0..1")
     low_confidence: bool
     revenue_at_risk: float | None = Field(description="in the archive's currency")
+    estimated_wh: float | None = Field(default=None, description=(
+        "customer energy in intervals resting on estimates (short gaps the analytics bridged, "
+        "and VEE estimates where a VEE run covered the period); null for older runs"))
 
 
 class LossInterval(BaseModel):
@@ -72,7 +75,8 @@ class LossDetail(BaseModel):
 
 
 _COLS = ("l.run_id, l.level, l.entity_id, l.energy_in_wh, l.energy_out_wh, l.loss_wh, l.loss_pct, "
-         "l.technical_wh, l.ntl_wh, l.ntl_sigma_wh, l.completeness, l.low_confidence, l.revenue_at_risk")
+         "l.technical_wh, l.ntl_wh, l.ntl_sigma_wh, l.completeness, l.low_confidence, l.revenue_at_risk, "
+         "l.estimated_wh")
 # which region / feeder an entity of each level belongs to, for the filters
 _SCOPE = {
     "transformer": ("LEFT JOIN transformers t ON t.transformer_id = l.entity_id "
