@@ -54,7 +54,9 @@ class Estimated:
     @property
     def estimated(self) -> npt.NDArray[np.bool_]:
         m = self.method
-        return np.asarray((m != Method.ACTUAL) & (m != Method.NONE), dtype=np.bool_)
+        # a manual edit that marks an interval missing is no estimate: the value is absent
+        return np.asarray((m != Method.ACTUAL) & (m != Method.NONE) & ~np.isnan(self.value),
+                          dtype=np.bool_)
 
 
 def estimate(s: Series, v: Validation, p: EstimateParams | None = None,
@@ -138,18 +140,24 @@ def _like_day(s: Series, out: F64, method: npt.NDArray[np.int8], bad: npt.NDArra
             if total > 0:
                 out[r, a:b] *= reg / total
                 method[r, a:b] = Method.LIKE_DAY_SCALED
+            elif reg > 0:
+                # like days were empty but the register counted energy: keep the energy,
+                # spread evenly (the register's linear interpolation)
+                out[r, a:b] = reg / (b - a)
+                method[r, a:b] = Method.LINEAR
 
 
 def day_status(s: Series, v: Validation, e: Estimated) -> npt.NDArray[np.int8]:
-    """(M, D) per local day: 0 valid (no rule failed), 1 estimated (every replaced interval got
-    an estimate), 2 failed (an interval is still missing or a review rule failed)."""
+    """(M, D) per local day: 0 valid (no rule failed, no edit), 1 estimated (every replaced
+    interval got an estimate, or a person edited one), 2 failed (an interval is still missing,
+    an edit marked one missing, or a review rule failed)."""
     day = s.parts.day
     days = np.unique(day)
     di = np.searchsorted(days, day)
     m = s.shape[0]
     out = np.zeros((m, days.size), dtype=np.int8)
-    flagged = v.flags != 0
-    unfilled = e.method == Method.NONE
+    flagged = (v.flags != 0) | (e.method == Method.MANUAL)  # an edit changes the day
+    unfilled = np.isnan(e.value)  # still missing: no estimate, or an edit marked it missing
     review = (v.flags & np.uint32(REVIEW)) != 0
     for d in range(days.size):
         cols = di == d

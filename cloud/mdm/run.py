@@ -53,8 +53,10 @@ class VeeRun:
 
 def _apply_manual(conn: psycopg.Connection[Any], ch_ids: list[str], iv: Intervals,
                   e: Estimated) -> int:
+    """Manual edits are of 15-minute intervals: a run at a coarser step does not apply them
+    (a quarter hour's energy is not a half hour's); docs/mdm.md says so."""
     s = iv.series
-    if not s.ts_s.size:
+    if not s.ts_s.size or s.step_s != 900:
         return 0
     lo = datetime.fromtimestamp(int(s.ts_s[0]), UTC)
     hi = datetime.fromtimestamp(int(s.ts_s[-1]) + s.step_s, UTC)
@@ -85,7 +87,7 @@ def run_vee(conn: psycopg.Connection[Any], period: str, *, step_s: int = 900,
     start = min(p.start for p in periods.values()) if periods else month_period(period, zone("UTC")).start
     end = max(p.end for p in periods.values()) if periods else month_period(period, zone("UTC")).end
     row = conn.execute(mdm_sql.NEW_VEE_RUN, {
-        "start": start, "end": end, "step": step_s, "meters": len(customers),
+        "period": month_period(period, zone("UTC")).label, "start": start, "end": end, "step": step_s, "meters": len(customers),
         "params": json.dumps({**dataclasses.asdict(params),
                               **{f"estimate_{k}": v for k, v in
                                  dataclasses.asdict(estimate_params).items()}})}).fetchone()

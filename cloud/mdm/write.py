@@ -65,7 +65,7 @@ def write_days(conn: psycopg.Connection[Any], run_id: int, meter_ids: list[str],
     est = np.zeros((m, nd), np.int64)
     missing = np.zeros((m, nd), np.int64)
     estimated = e.estimated
-    still = e.method == Method.NONE
+    still = np.isnan(e.value)  # missing after VEE and edits
     for d in range(nd):
         sel = di == d
         counts[d] = int(sel.sum())

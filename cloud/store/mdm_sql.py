@@ -59,10 +59,11 @@ CONFLICTS_IN = (
     "SELECT meter_id, ts FROM reading_conflicts WHERE meter_id = ANY(%(m)s)"
     " AND ts > %(lo)s AND ts <= %(hi)s")
 
-# --- VEE runs and the post-VEE layer (cloud/mdm/store.py)
+# --- VEE runs and the post-VEE layer (cloud/mdm/run.py, write.py)
 NEW_VEE_RUN = (
-    "INSERT INTO vee_runs (period_start, period_end, step_s, meters, params, rules, seconds)"
-    " VALUES (%(start)s, %(end)s, %(step)s, %(meters)s, %(params)s, '[]', '{}')"
+    "INSERT INTO vee_runs (period, period_start, period_end, step_s, meters, params, rules,"
+    " seconds) VALUES (%(period)s, %(start)s, %(end)s, %(step)s, %(meters)s, %(params)s, '[]',"
+    " '{}')"
     " RETURNING run_id")
 FINISH_VEE_RUN = (
     "UPDATE vee_runs SET rules = %(rules)s, seconds = %(seconds)s, meters = %(meters)s,"

@@ -30,6 +30,7 @@ CREATE TABLE customer_tariffs (
 -- One VEE run: the period it validated (UTC range of whole local days), the rules' outcomes.
 CREATE TABLE vee_runs (
     run_id       bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    period       text NOT NULL,       -- the local month, YYYY-MM
     period_start timestamptz NOT NULL,
     period_end   timestamptz NOT NULL CHECK (period_end > period_start),
     step_s       integer NOT NULL CHECK (step_s > 0),
@@ -44,7 +45,7 @@ CREATE TABLE vee_runs (
 -- The post-VEE layer, as exceptions: only intervals a rule flagged or an estimate or an edit
 -- changed have a row; every other interval's post-VEE value is its raw value. `version` is
 -- the VEE run id for source 'vee' and a fresh number for a manual edit, so the newest manual
--- edit wins, then the newest VEE run covering the interval (cloud/store/vee_sql.py).
+-- edit wins, then the newest VEE run covering the interval (cloud/store/mdm_sql.py).
 CREATE SEQUENCE vee_edit_version START 1;
 CREATE TABLE vee_intervals (
     meter_id   text COLLATE "C" NOT NULL,

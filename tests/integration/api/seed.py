@@ -55,6 +55,9 @@ class Seed:
     run_id: int
     tokens: dict[str, str] = field(default_factory=dict)  # role -> secret
     revoked_token: str = ""
+    period: str = ""  # the local month (UTC zone) of the readings, billed once
+    vee_run_id: int = 0
+    billing_run_id: int = 0
 
 
 def _store(conn: psycopg.Connection[Any], envs: list[bytes]) -> None:
@@ -129,6 +132,14 @@ def seed(conn: psycopg.Connection[Any], dsn: str, tmp: Path) -> Seed:
         run_id=0,
     )
     out.run_id = _analysis_run(conn, grid, start)
+    # meter data management: every region in UTC, the readings' month validated and billed
+    from cloud.mdm.billing import run_billing
+    from cloud.store import mdm_sql
+
+    conn.execute(mdm_sql.SET_TIME_ZONE_WHERE_NONE, {"tz": "UTC"})
+    out.period = f"{start:%Y-%m}"
+    bill = run_billing(conn, out.period)
+    out.vee_run_id, out.billing_run_id = bill.vee.run_id, bill.run_id
     for role in ROLES:
         out.tokens[role] = create_token(conn, role, f"test {role}").secret
     revoked = create_token(conn, "admin", "revoked")

@@ -112,8 +112,44 @@ TABLE: dict[tuple[str, str], Entry] = {
         ok=201,
     ),
     ("GET", "/v1/tokens"): Entry(ADMIN, lambda s: {"url": "/v1/tokens"}),
+    ("GET", "/v1/vee/runs"): Entry(READ, lambda s: {"url": "/v1/vee/runs"}),
+    ("GET", "/v1/vee/runs/{run_id}"): Entry(READ, lambda s: {"url": f"/v1/vee/runs/{s.vee_run_id}"}),
+    ("GET", "/v1/vee/meters/{meter_id}/days"): Entry(
+        READ, lambda s: {"url": f"/v1/vee/meters/{s.meter_id}/days"}
+    ),
+    ("GET", "/v1/vee/meters/{meter_id}/intervals"): Entry(
+        READ, lambda s: {"url": f"/v1/vee/meters/{s.meter_id}/intervals",
+                         "params": {"from": s.start.isoformat(), "to": s.end.isoformat()}}
+    ),
+    # an edit adds a version to the post-VEE layer; no other call here reads it back
+    ("POST", "/v1/vee/meters/{meter_id}/edits"): Entry(
+        ADMIN, lambda s: {"url": f"/v1/vee/meters/{s.meter_id}/edits", "json": {
+            "bucket": _past_quarter(), "value_kwh": 0.1, "reason": "auth matrix"}},
+        ok=201,
+    ),
+    ("GET", "/v1/billing/runs"): Entry(READ, lambda s: {"url": "/v1/billing/runs"}),
+    ("GET", "/v1/billing/runs/{run_id}/determinants"): Entry(
+        READ, lambda s: {"url": f"/v1/billing/runs/{s.billing_run_id}/determinants"}
+    ),
+    ("GET", "/v1/billing/customers/{customer_id}/determinants"): Entry(
+        READ, lambda s: {"url": f"/v1/billing/customers/{s.customer_id}/determinants",
+                         "params": {"period": s.period}}
+    ),
+    ("GET", "/v1/tariffs"): Entry(READ, lambda s: {"url": "/v1/tariffs"}),
+    ("GET", "/v1/customers/{customer_id}/tariffs"): Entry(
+        READ, lambda s: {"url": f"/v1/customers/{s.customer_id}/tariffs"}
+    ),
     ("DELETE", "/v1/tokens/{token_id}"): Entry(ADMIN, lambda s: {"url": f"/v1/tokens/{_spare_token(s)}"}),
 }
+
+
+def _past_quarter() -> str:
+    """The start of a quarter hour that has ended (an edit needs one)."""
+    import time
+    from datetime import UTC, datetime
+
+    t = (int(time.time()) // 900 - 2) * 900
+    return datetime.fromtimestamp(t, UTC).isoformat()
 
 
 def _spare_token(s: Seed) -> int:
