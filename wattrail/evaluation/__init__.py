@@ -4,7 +4,9 @@
     scenarios.py   scenarios of real households with injected thefts and balance meters
     realdata.py    the ranking and NTL on those scenarios against two baselines
                    (`python bench/eval_realdata.py`)
+    vee_faults.py  faults of known truth injected into real households' intervals
+    vee.py         the VEE rules and estimators scored on them (`python bench/eval_vee.py`)
 
 They live in `wattrail/` because they join `firmware_sim` or the real data to `cloud.analytics`,
-which never imports either.
+which never imports either (the VEE evaluation likewise joins the real data to `cloud.mdm`).
 """
