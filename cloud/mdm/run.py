@@ -21,6 +21,7 @@ import numpy.typing as npt
 import psycopg
 
 from cloud.mdm.calendar import Period, month_period, zone
+from cloud.mdm.check_meter import check_run
 from cloud.mdm.estimation import Estimated, EstimateParams, Method, day_status, estimate
 from cloud.mdm.fetch import Customers, Intervals, fetch_customers, fetch_intervals
 from cloud.mdm.validation import Params, Rule, Validation, validate
@@ -49,6 +50,7 @@ class VeeRun:
     days: dict[str, int]  # valid / estimated / failed meter-days
     exceptions: int  # rows in the post-VEE layer
     seconds: dict[str, float] = field(default_factory=dict)
+    checks: dict[str, Any] = field(default_factory=dict)  # the balance meter as check meter
 
 
 def _apply_manual(conn: psycopg.Connection[Any], ch_ids: list[str], iv: Intervals,
@@ -87,7 +89,8 @@ def run_vee(conn: psycopg.Connection[Any], period: str, *, step_s: int = 900,
     start = min(p.start for p in periods.values()) if periods else month_period(period, zone("UTC")).start
     end = max(p.end for p in periods.values()) if periods else month_period(period, zone("UTC")).end
     row = conn.execute(mdm_sql.NEW_VEE_RUN, {
-        "period": month_period(period, zone("UTC")).label, "start": start, "end": end, "step": step_s, "meters": len(customers),
+        "period": month_period(period, zone("UTC")).label, "start": start, "end": end,
+        "step": step_s, "meters": len(customers),
         "params": json.dumps({**dataclasses.asdict(params),
                               **{f"estimate_{k}": v for k, v in
                                  dataclasses.asdict(estimate_params).items()}})}).fetchone()
@@ -129,13 +132,17 @@ def run_vee(conn: psycopg.Connection[Any], period: str, *, step_s: int = 900,
             done += len(ch)
             if progress is not None:
                 progress(done, len(customers))
+    t = time.perf_counter()
+    checks = check_run(conn, run_id, periods, step_s, default_zone)
+    seconds["check_meter"] = time.perf_counter() - t
     rules = {str(r.name).lower(): {"ran": a[0], "why_not": None if a[0] else a[1], "failed": a[2]}
              for r, a in totals.items()}
     seconds["total"] = time.perf_counter() - clock
     conn.execute(mdm_sql.FINISH_VEE_RUN, {"run": run_id, "rules": json.dumps(rules),
                                           "seconds": json.dumps(seconds),
+                                          "checks": json.dumps(checks),
                                           "meters": len(customers)})
     conn.commit()
     return VeeRun(run_id, period, len(customers), rules,
                   {"valid": int(days[0]), "estimated": int(days[1]), "failed": int(days[2])},
-                  exceptions, seconds)
+                  exceptions, seconds, checks)

@@ -67,7 +67,21 @@ NEW_VEE_RUN = (
     " RETURNING run_id")
 FINISH_VEE_RUN = (
     "UPDATE vee_runs SET rules = %(rules)s, seconds = %(seconds)s, meters = %(meters)s,"
-    " finished_at = now() WHERE run_id = %(run)s")
+    " checks = %(checks)s, finished_at = now() WHERE run_id = %(run)s")
+# --- the balance meter as a check meter (cloud/mdm/check_meter.py)
+BALANCED_TRANSFORMERS = (
+    "SELECT t.transformer_id, t.balance_meter_id, r.time_zone,"
+    " array_agg(m.meter_id ORDER BY m.meter_id) FROM transformers t"
+    " JOIN feeders f ON f.feeder_id = t.feeder_id JOIN regions r ON r.region_id = f.region_id"
+    " JOIN customers c ON c.transformer_id = t.transformer_id"
+    " JOIN meters m ON m.customer_id = c.customer_id AND m.kind = 'customer'"
+    " WHERE t.balance_meter_id IS NOT NULL GROUP BY 1, 2, 3 ORDER BY 1")
+ESTIMATES_OF_RUN = (
+    "SELECT meter_id, bucket, value_kwh FROM vee_intervals WHERE run_id = %(run)s"
+    " AND source = 'vee' AND method IN (1, 2, 3) AND meter_id = ANY(%(m)s)")
+SET_CHECK = (
+    "UPDATE vee_intervals SET check_kwh = %(check)s WHERE run_id = %(run)s AND source = 'vee'"
+    " AND meter_id = %(m)s AND bucket = %(bucket)s")
 COPY_VEE_INTERVALS = (
     "COPY vee_intervals (meter_id, bucket, source, version, run_id, raw_kwh, value_kwh, flags,"
     " method) FROM STDIN")

@@ -38,6 +38,7 @@ CREATE TABLE vee_runs (
     params       jsonb NOT NULL,
     rules        jsonb NOT NULL,      -- per rule: ran, why not, intervals failed
     seconds      jsonb NOT NULL,      -- where the time went
+    checks       jsonb,               -- the balance meter as a check meter: a summary
     started_at   timestamptz NOT NULL DEFAULT now(),
     finished_at  timestamptz
 );
@@ -57,6 +58,7 @@ CREATE TABLE vee_intervals (
     value_kwh  double precision,              -- NULL: still missing after VEE
     flags      integer NOT NULL DEFAULT 0,    -- cloud/mdm/validation.Rule bits
     method     smallint NOT NULL DEFAULT 0,   -- cloud/mdm/estimation.Method (5 = manual)
+    check_kwh  double precision,              -- what the balance meter says (check_meter.py)
     edited_by  text,                          -- the API token's name for a manual edit
     reason     text,                          -- mandatory for a manual edit
     created_at timestamptz NOT NULL DEFAULT now(),

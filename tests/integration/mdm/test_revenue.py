@@ -60,6 +60,13 @@ def test_revenue_report_puts_quantity_price_fee_and_loss_side_by_side(
                  "(SELECT customer_id FROM meters WHERE meter_id = %s)", [meters[4]])
     conn.commit()
     bill = run_billing(conn, PERIOD)
+    # the balance meters checked the estimates: the 2-day gap's check is the true energy
+    assert bill.vee.checks["intervals_checked"] >= 2 * 96
+    assert bill.vee.checks["median_abs_diff_kwh"] < 1e-6  # a flat profile: like-day is exact
+    m1 = conn.execute("SELECT value_kwh, check_kwh FROM vee_intervals WHERE meter_id = %s"
+                      " AND check_kwh IS NOT NULL", [meters[1]]).fetchall()
+    assert len(m1) == 2 * 96 + 1
+    assert all(c == pytest.approx(0.26, rel=1e-6) for _v, c in m1)
     # before any analytics run: losses missing, with the command that fills them
     early = revenue_report(conn, PERIOD)
     assert early.analysis_run_id is None and "wattrail analyze" in early.notes[0]

@@ -187,3 +187,22 @@ def test_dst_days_have_their_own_interval_count() -> None:
     v = validate(s)
     e = estimate(s, v)
     assert ts.size == 92 + 96 and day_status(s, v, e).shape == (1, 2)
+
+
+def test_the_balance_meter_checks_a_lone_missing_customer() -> None:
+    from cloud.mdm.check_meter import check_values
+
+    rng = np.random.default_rng(1)
+    x = rng.uniform(0.1, 0.5, (4, 200))
+    balance = x.sum(axis=0) * 1.06  # 6 % loss on top of what the customers use
+    raw = x.copy()
+    raw[1, 50:60] = np.nan  # one customer missing: checkable
+    raw[2, 100] = raw[3, 100] = np.nan  # two at once: not splittable
+    check, f = check_values(balance, raw, min_full=96)
+    assert f == pytest.approx(0.06 / 1.06)
+    # b - others - f b = 1.06 all - (all - x1) - 0.06 all = x1: the customer's true energy
+    np.testing.assert_allclose(check[1, 50:60], x[1, 50:60], rtol=1e-9)
+    assert np.isnan(check[2, 100]) and np.isnan(check[3, 100])
+    assert np.isnan(check[0]).all()  # measured intervals get no check
+    few, f2 = check_values(balance, raw, min_full=500)
+    assert np.isnan(f2) and np.isnan(few).all()  # too little data to find the loss share
