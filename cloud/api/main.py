@@ -33,6 +33,7 @@ from cloud.api.routes import (
     power_quality,
     readings,
     regional,
+    revenue,
     suspects,
     tariffs,
     tlog,
@@ -43,8 +44,8 @@ from cloud.api.routes import (
 )
 
 DESCRIPTION = """Loss reports, theft suspects, readings and the customer archive for grid
-engineers; VEE, tariffs and billing determinants (meter data management); the signed evidence
-trail for auditors. Authenticate with `Authorization: Bearer <token>`
+engineers; VEE, tariffs, billing determinants and the revenue report (meter data
+management); the signed evidence trail for auditors. Authenticate with `Authorization: Bearer <token>`
 (`wattrail token create --role engineer|auditor|admin --name N`). Errors are RFC 9457
 `application/problem+json`. See docs/api.md."""
 
@@ -75,7 +76,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.metrics = ApiMetrics()
     problems.install(app)
     for module in (health, topology, map_layers, topology_import, readings, analysis_runs, loss,
-                   suspects, power_quality, outages, regional, vee, billing, tariffs, audit, tlog,
+                   suspects, power_quality, outages, regional, vee, billing, revenue, tariffs, audit, tlog,
                    export, tokens):
         app.include_router(module.router)
     app.add_middleware(BodyLimitMiddleware, max_body_bytes=settings.max_body_bytes)

@@ -135,6 +135,10 @@ TABLE: dict[tuple[str, str], Entry] = {
         READ, lambda s: {"url": f"/v1/billing/customers/{s.customer_id}/determinants",
                          "params": {"period": s.period}}
     ),
+    ("GET", "/v1/revenue"): Entry(
+        READ, lambda s: {"url": "/v1/revenue", "params": {"period": s.period,
+                                                          "billing_run": s.billing_run_id}}
+    ),
     ("GET", "/v1/tariffs"): Entry(READ, lambda s: {"url": "/v1/tariffs"}),
     ("GET", "/v1/customers/{customer_id}/tariffs"): Entry(
         READ, lambda s: {"url": f"/v1/customers/{s.customer_id}/tariffs"}

@@ -1,6 +1,6 @@
 // The shell: token login, the analysis-run picker, and a hash router over the pages.
 // Routes: #/login  #/map  #/loss?level=&id=  #/suspects  #/suspects/<meter>  #/quality
-//         #/regional?region=  #/audit
+//         #/regional?region=  #/revenue?period=  #/vee/<meter>?run=&day=  #/audit
 
 import { ApiError, get, setUnauthorizedHandler, token } from "./api.js";
 import { fmt, h, note } from "./dom.js";
@@ -9,9 +9,11 @@ import * as loss from "./pages/loss.js";
 import * as map from "./pages/map.js";
 import * as quality from "./pages/quality.js";
 import * as regional from "./pages/regional.js";
+import * as revenue from "./pages/revenue.js";
 import * as suspects from "./pages/suspects.js";
+import * as vee from "./pages/vee.js";
 
-const PAGES = { map, loss, suspects, quality, regional, audit };
+const PAGES = { map, loss, suspects, quality, regional, revenue, vee, audit };
 const RUN_KEY = "wattrail.run";
 const main = document.getElementById("main");
 const ctx = { runs: [], run: null };
