@@ -82,6 +82,9 @@ def _level(level: str, ids: list[str], bal: kb.Balance, tech_i: np.ndarray, ntl_
            sigma: np.ndarray, rev: np.ndarray) -> LevelLoss:
     has_in = ~np.isnan(bal.input_wh)
     p_in = np.where(has_in.any(1), np.where(has_in, bal.input_wh, 0.0).sum(1), np.nan)
+    # no input reading at all: no loss was measured, so none is reported (not 0)
+    unmeasured = np.isnan(p_in)
+    tech, ntl, sigma, rev = (np.where(unmeasured, np.nan, a) for a in (tech, ntl, sigma, rev))
     interval = {
         "energy_in_wh": bal.input_wh, "energy_out_wh": bal.downstream_wh, "loss_wh": bal.loss_wh,
         "loss_pct": bal.loss_pct, "technical_wh": tech_i, "ntl_wh": ntl_i, "ntl_sigma_wh": sigma_i,

@@ -162,9 +162,6 @@ def test_no_token_is_401(served: Served) -> None:
     assert res.status_code == 401
 
 
-@pytest.mark.xfail(strict=True, reason="the analytics write technical 0, NTL 0 and revenue at "
-                   "risk 0 for a transformer with no input reading (analysis_loss), and "
-                   "revenue_report passes them on: a loss nobody measured reads as none")
 def test_a_transformer_without_input_has_no_loss(served: Served) -> None:
     body = served.client.get("/v1/revenue", params={"period": PERIOD}).json()
     r = _row(body, "transformer", served.data.dark)
