@@ -8,6 +8,8 @@ Modules, one job each:
     simulation        energy registers advanced minute by minute (true and reported)
     meters            `protocols.reading.Reading` per meter at a simulated instant
     faults, clock     wire/register fault injection; the accelerated or manual clock
+    data_faults       meter data faults with truth: stuck registers, spikes, missing days,
+                      agent clock steps (off unless given)
     store, server     the datastore pymodbus reads (encoded by `protocols`); TCP and RTU servers
     rtu               socat pty pairs for RS-485 lines
     serve             `run(...)`: serve a whole grid from one process (what `wattrail sim` calls)

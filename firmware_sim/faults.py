@@ -5,6 +5,8 @@ counter-based hash of (seed, meter, request number), so a run with the same seed
 request sequence fails in the same places. The transport layer (modbus_server.py) acts on the
 decision; the register content is altered here (`apply_reading`): clock drift moves the
 meter's own time stamp, rollover wraps the energy registers the way a fixed-width counter does.
+Meter data faults (stuck registers, spikes, missing days, agent clock steps) come from an
+optional `DataFaultPlan` (data_faults.py) in `data`; None, the default, changes nothing.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from firmware_sim.data_faults import DataFaultPlan
 from firmware_sim.profiles import hash_uniform
 from protocols.reading import MeterStatus, Reading
 
@@ -52,15 +55,19 @@ class MeterFaults:
 class FaultPlan:
     seed: int
     meters: dict[str, MeterFaults] = field(default_factory=dict)
+    data: DataFaultPlan | None = None  # meter data faults with their truth; None = none
     _counters: dict[str, int] = field(default_factory=dict)
     _keys: dict[str, int] = field(default_factory=dict)
 
     def get(self, meter_id: str) -> MeterFaults | None:
         return self.meters.get(meter_id)
 
-    def decide(self, meter_id: str) -> tuple[Action, MeterFaults | None]:
-        """The fate of the next request to `meter_id`."""
+    def decide(self, meter_id: str, t_s: float | None = None) -> tuple[Action, MeterFaults | None]:
+        """The fate of the next request to `meter_id` (at simulated time `t_s`, which only the
+        data faults' missing days need)."""
         mf = self.meters.get(meter_id)
+        if self.data is not None and t_s is not None and self.data.silent(meter_id, t_s):
+            return Action.TIMEOUT, mf  # a silent day draws nothing: the other draws stay put
         if mf is None:
             return Action.REPLY, None
         n = self._counters.get(meter_id, 0)
@@ -80,7 +87,10 @@ class FaultPlan:
         return Action.REPLY, mf
 
     def apply_reading(self, reading: Reading, start_s: float) -> Reading:
-        """Register-level faults: clock drift on the meter's time stamp, counter rollover."""
+        """Register-level faults: the data faults (stuck, spike) on the true reading, then clock
+        drift on the meter's time stamp and counter rollover."""
+        if self.data is not None:
+            reading = self.data.apply(reading)
         mf = self.meters.get(reading.meter_id)
         if mf is None:
             return reading
@@ -99,11 +109,17 @@ class FaultPlan:
         return replace(reading, **changes) if changes else reading
 
     def to_dict(self) -> dict[str, Any]:
-        return {"seed": self.seed, "meters": {m: f.to_dict() for m, f in self.meters.items()}}
+        out: dict[str, Any] = {"seed": self.seed,
+                               "meters": {m: f.to_dict() for m, f in self.meters.items()}}
+        if self.data is not None:
+            out["data"] = self.data.to_dict()
+        return out
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> FaultPlan:
-        return cls(int(data["seed"]), {m: MeterFaults(**f) for m, f in data["meters"].items()})
+        extra = DataFaultPlan.from_dict(data["data"]) if "data" in data else None
+        return cls(int(data["seed"]), {m: MeterFaults(**f) for m, f in data["meters"].items()},
+                   extra)
 
 
 def plan_faults(

@@ -190,7 +190,7 @@ async def serve(
             sim.advance_to(svc.store.now())
             now = time.monotonic()
             if truth_out is not None and now - last_truth >= truth_every_s:
-                truth.write_truth(sim, truth_out)
+                truth.write_truth(sim, truth_out, faults.data)
                 last_truth = now
             if status is not None and now - last_status >= 1.0:
                 st = svc.store.stats
@@ -210,7 +210,7 @@ async def serve(
         with contextlib.suppress(Exception):
             await svc.stop()
         if truth_out is not None:
-            truth.write_truth(sim, truth_out)
+            truth.write_truth(sim, truth_out, faults.data)
 
 
 def run(

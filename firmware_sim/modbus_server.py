@@ -49,7 +49,7 @@ class _FaultyHandler(ServerRequestHandler):
             if self.server.is_tcp:  # an RS-485 gateway reports the silent unit with 0x0B
                 self._send_exception(pdu, ExcCodes.GATEWAY_NO_RESPONSE)
             return  # on a serial line nobody answers for an absent unit
-        action, mf = ctx.store.faults.decide(meter)
+        action, mf = ctx.store.faults.decide(meter, ctx.store.now())
         if action is not Action.REPLY:
             stats = ctx.store.stats.faults
             stats[action.value] = stats.get(action.value, 0) + 1

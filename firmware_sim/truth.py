@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from firmware_sim.data_faults import DataFaultPlan
 from firmware_sim.simulation import EXP, IMP, Simulation
 
 FORMAT_NAME = "wattrail-truth"
@@ -40,8 +41,10 @@ def _iso(minute: int) -> str:
     return datetime.fromtimestamp(minute * 60, UTC).isoformat().replace("+00:00", "Z")
 
 
-def build_truth(sim: Simulation) -> dict[str, Any]:
-    """The ground truth for everything integrated so far (up to `sim.minute`)."""
+def build_truth(sim: Simulation, data: DataFaultPlan | None = None) -> dict[str, Any]:
+    """The ground truth for everything integrated so far (up to `sim.minute`); with `data`,
+    also its meter data faults (`data_faults`: meter, kind, start, end, params) that started
+    by then (without, the file is what it always was)."""
     grid = sim.grid
     events: list[dict[str, Any]] = []
     for i, ev in enumerate(sim.theft.events):
@@ -67,7 +70,7 @@ def build_truth(sim: Simulation) -> dict[str, Any]:
             }
         )
     net_bal = sim.tx_reg[:, IMP] - sim.tx_reg[:, EXP]
-    return {
+    out: dict[str, Any] = {
         "format": FORMAT_NAME,
         "version": FORMAT_VERSION,
         "seed": grid.seed,
@@ -88,13 +91,16 @@ def build_truth(sim: Simulation) -> dict[str, Any]:
             "thieves": len({e["meter_id"] for e in events if e["is_theft"]}),
         },
     }
+    if data is not None:
+        out["data_faults"] = data.truth(until_s=sim.minute * 60.0)
+    return out
 
 
-def write_truth(sim: Simulation, path: str | Path) -> None:
+def write_truth(sim: Simulation, path: str | Path, data: DataFaultPlan | None = None) -> None:
     """Write atomically: a reader never sees half a file while the simulator keeps running."""
     path = Path(path)
     tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(build_truth(sim), indent=1) + "\n", encoding="utf-8")
+    tmp.write_text(json.dumps(build_truth(sim, data), indent=1) + "\n", encoding="utf-8")
     tmp.replace(path)
 
 

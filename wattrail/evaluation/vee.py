@@ -75,7 +75,7 @@ def _ratio(a: int, b: int) -> float:
     return a / b if b else float("nan")
 
 
-def score_rules(v: Validation, inj: Injected) -> dict[str, Any]:
+def score_rules(v: Validation, inj: Injected, catches: dict[Fault, Rule] = CATCHES) -> dict[str, Any]:
     scored = ~inj.source_missing
     clean = scored & (inj.truth == Fault.CLEAN)
     ran = {o.rule: o for o in v.outcomes}
@@ -83,7 +83,7 @@ def score_rules(v: Validation, inj: Injected) -> dict[str, Any]:
     for rule in Rule:
         name = str(rule.name)
         o = ran.get(rule)
-        meant = [f for f, r in CATCHES.items() if r & rule]
+        meant = [f for f, r in catches.items() if r & rule]
         pos = scored & np.isin(inj.truth, meant)
         row: dict[str, Any] = {"ran": bool(o and o.ran), "why_not": o.why_not if o else "not run",
                                "positives": int(pos.sum()), "meant_for": [f.name for f in meant]}
@@ -98,11 +98,11 @@ def score_rules(v: Validation, inj: Injected) -> dict[str, Any]:
     return out
 
 
-def score_faults(v: Validation, inj: Injected) -> dict[str, Any]:
+def score_faults(v: Validation, inj: Injected, catches: dict[Fault, Rule] = CATCHES) -> dict[str, Any]:
     """Per fault: the share of its intervals its rule(s) caught, and the share any rule flagged."""
     out: dict[str, Any] = {}
     ran = Rule(sum(o.rule for o in v.outcomes if o.ran))
-    for f, rules in CATCHES.items():
+    for f, rules in catches.items():
         at = inj.truth == f
         n = int(at.sum())
         if not n:
