@@ -5,7 +5,8 @@ result as a new version of the post-VEE layer).
     LINEAR    a run of at most `max_interpolate_s` between two valid intervals: the straight
               line between them; when the registers around the run are known the run gets
               their difference spread evenly instead (linear interpolation of the register,
-              which keeps the sum check true)
+              which keeps the sum check true), except on a run with a spike, whose register
+              difference holds the glitch
     LIKE_DAY  longer runs: the mean of the meter's `like_days` most similar valid days of the
               same day type (weekday / saturday / sunday), interval by interval on the local
               wall clock; "most similar" is the smallest RMS difference over the day's valid
@@ -25,7 +26,7 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from cloud.mdm.validation import REPLACE, REVIEW, Series, Validation, runs
+from cloud.mdm.validation import REPLACE, REVIEW, Rule, Series, Validation, runs
 
 F64 = npt.NDArray[np.float64]
 
@@ -76,8 +77,11 @@ def estimate(s: Series, v: Validation, p: EstimateParams | None = None,
     longer: list[tuple[int, int, int]] = []
     for r, a, ln in zip(rows.tolist(), starts.tolist(), lengths.tolist(), strict=True):
         b = a + ln  # first interval after the run
+        # a spike is energy the register counted but the customer did not use (a glitch): the
+        # register difference over its run would put it back, so no register variant there
+        spiked = bool((v.flags[r, a:b] & np.uint32(Rule.SPIKE)).any())
         if ln <= max_len and a > 0 and b < n:
-            reg = _register_span(register_at, r, a, b)
+            reg = None if spiked else _register_span(register_at, r, a, b)
             if reg is not None:
                 out[r, a:b] = reg / ln
             else:
@@ -87,7 +91,7 @@ def estimate(s: Series, v: Validation, p: EstimateParams | None = None,
         else:
             longer.append((r, a, b))
     if longer:
-        _like_day(s, out, method, bad, longer, p, register_at)
+        _like_day(s, out, method, bad, longer, p, register_at, v.flags)
     return Estimated(out, method, trigger)
 
 
@@ -101,7 +105,7 @@ def _register_span(register_at: F64 | None, r: int, a: int, b: int) -> float | N
 
 def _like_day(s: Series, out: F64, method: npt.NDArray[np.int8], bad: npt.NDArray[np.bool_],
               runs: list[tuple[int, int, int]], p: EstimateParams,
-              register_at: F64 | None) -> None:
+              register_at: F64 | None, flags: npt.NDArray[np.uint32]) -> None:
     day = s.parts.day
     slot = s.parts.minute // max(1, s.step_s // 60)  # interval of the local day
     wd = s.parts.weekday
@@ -134,7 +138,8 @@ def _like_day(s: Series, out: F64, method: npt.NDArray[np.int8], bad: npt.NDArra
             out[r, cols] = profile[slot[cols]]
             method[r, cols] = Method.LIKE_DAY
         filled = method[r, a:b] == Method.LIKE_DAY
-        reg = _register_span(register_at, r, a, b)
+        spiked = bool((flags[r, a:b] & np.uint32(Rule.SPIKE)).any())
+        reg = None if spiked else _register_span(register_at, r, a, b)
         if reg is not None and filled.all():
             total = float(out[r, a:b].sum())
             if total > 0:

@@ -206,3 +206,16 @@ def test_the_balance_meter_checks_a_lone_missing_customer() -> None:
     assert np.isnan(check[0]).all()  # measured intervals get no check
     few, f2 = check_values(balance, raw, min_full=500)
     assert np.isnan(f2) and np.isnan(few).all()  # too little data to find the loss share
+
+
+def test_a_spike_is_not_put_back_by_the_register() -> None:
+    ts, x = _profile(7, meters=1)
+    glitch = x.copy()
+    glitch[0, 60] += 5.0  # the register jumped: energy nobody used
+    reg = np.concatenate([np.zeros((1, 1)), np.cumsum(glitch, axis=1)], axis=1)
+    s = _series(ts, glitch)
+    v = validate(s)
+    assert v.failed(Rule.SPIKE)[0, 60]
+    e = estimate(s, v, register_at=reg)
+    assert e.method[0, 60] == Method.LINEAR
+    assert e.value[0, 60] == pytest.approx((x[0, 59] + x[0, 61]) / 2)  # the neighbours' line
