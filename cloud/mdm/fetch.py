@@ -166,9 +166,15 @@ def fetch_intervals(conn: psycopg.Connection[Any], meter_ids: Sequence[str], sta
     t_read = time.perf_counter() - clock
     clock = time.perf_counter()
     ts = ((rec["ts"].astype(np.int64) + PG_EPOCH_US) // 1_000_000).astype(np.int64)
-    order = np.lexsort((ts, rec["idx"]))  # the kernel wants rows by (meter, time)
-    rec, ts = rec[order], ts[order]
+    # the kernel wants rows by (meter, time); the server's plan (meters, then chunks in time
+    # order) usually sends them so: check in O(n) and skip the sort and, above all, the gather
+    # of the 48-byte records (seconds at 15 M rows) when it did
     idx = rec["idx"].astype(np.int64)
+    d_idx = np.diff(idx)
+    if not bool(np.all((d_idx > 0) | ((d_idx == 0) & (np.diff(ts) > 0)))):
+        order = np.lexsort((ts, idx))
+        rec, ts, idx = rec[order], ts[order], idx[order]
+    del d_idx
     usable = ~np.isin(rec["quality"], _NOT_READINGS)
     stale_row = rec["quality"] == int(Quality.STALE)
     # the interval a reading closes: the boundary it sits on (within the jitter tolerance)
