@@ -10,7 +10,9 @@ its customers' raw interval energy (NaN = missing):
     check[i, t] = residual[t] - f · b[t]        where customer i is the only one missing at t
 
 A check needs the balance reading at t, every other customer measured at t, and at least
-`min_full` fully measured intervals to find f; elsewhere it is missing (NaN), never guessed.
+`min_full` fully measured intervals (a day) to find f; elsewhere it is missing (NaN), never
+guessed. `run_vee` computes it on each chunk while it is in memory (chunks hold whole
+transformers) and writes it with the estimates (`vee_intervals.check_kwh`).
 Where two customers are missing at once the residual is their sum and cannot be split: no check.
 A large |estimate - check| is evidence for a person: the estimate is wrong, or the loss (theft)
 changed while the customer's data was missing.
@@ -25,8 +27,7 @@ import numpy.typing as npt
 import psycopg
 
 from cloud.mdm.calendar import Period
-from cloud.mdm.fetch import fetch_intervals
-from cloud.store import mdm_sql
+from cloud.mdm.fetch import Intervals, fetch_intervals
 
 F64 = npt.NDArray[np.float64]
 
@@ -50,39 +51,29 @@ def check_values(balance: F64, customers: F64, min_full: int = 96) -> tuple[F64,
     return out, f
 
 
-def check_run(conn: psycopg.Connection[Any], run_id: int, periods: dict[str, Period],
-              step_s: int, default_zone: str | None = None) -> dict[str, Any]:
-    """Fill `check_kwh` of run `run_id`'s estimates on every transformer with a balance meter;
-    returns a summary for the run (intervals checked, median |estimate - check|)."""
-    checked, diffs, skipped = 0, [], 0
-    for _tx, balance_id, tz, meters in conn.execute(mdm_sql.BALANCED_TRANSFORMERS).fetchall():
-        tz = tz or default_zone
-        period = periods.get(tz) if tz else None
-        if period is None or tz is None:
-            continue  # the transformer's customers were not in this run
-        est = conn.execute(mdm_sql.ESTIMATES_OF_RUN, {"run": run_id, "m": meters}).fetchall()
-        if not est:
+def chunk_checks(conn: psycopg.Connection[Any], iv: Intervals, meter_ids: list[str],
+                 transformer_ids: list[str], balance_of: dict[str, str], period: Period,
+                 zone_name: str, estimated: npt.NDArray[np.bool_]) -> tuple[F64, int]:
+    """(check (M, N), NaN where none, for the chunk's estimated intervals; transformers
+    without enough data to find their loss share). The chunk holds whole transformers
+    (`run_vee` cuts it so), so only their balance meters are read: no second pass."""
+    m, n = iv.series.shape
+    out = np.full((m, n), np.nan)
+    txs = sorted({t for t in transformer_ids if t in balance_of})
+    if not txs or not estimated.any():
+        return out, 0
+    bal = fetch_intervals(conn, [balance_of[t] for t in txs], period.start, period.end,
+                          iv.series.step_s, zone_name).series.import_kwh
+    raw = iv.series.import_kwh
+    short = 0
+    tx_arr = np.asarray(transformer_ids, dtype=object)
+    for k, tx in enumerate(txs):
+        rows = np.nonzero(tx_arr == tx)[0]
+        if not estimated[rows].any():
             continue
-        iv = fetch_intervals(conn, [balance_id, *meters], period.start, period.end, step_s, tz)
-        x = iv.series.import_kwh
-        check, f = check_values(x[0], x[1:], min_full=max(1, 86_400 // step_s))
+        check, f = check_values(bal[k], raw[rows], min_full=max(1, 86_400 // iv.series.step_s))
         if np.isnan(f):
-            skipped += 1
+            short += 1
             continue
-        pos = {m: i for i, m in enumerate(meters)}
-        t0 = int(iv.series.ts_s[0])
-        updates = []
-        for mid, bucket, value in est:
-            j = (int(bucket.timestamp()) - t0) // step_s
-            c = check[pos[mid], j] if 0 <= j < check.shape[1] else np.nan
-            if np.isfinite(c):
-                updates.append({"run": run_id, "m": mid, "bucket": bucket, "check": float(c)})
-                if value is not None:
-                    diffs.append(abs(float(value) - float(c)))
-        if updates:
-            with conn.cursor() as cur:
-                cur.executemany(mdm_sql.SET_CHECK, updates)
-            checked += len(updates)
-    return {"intervals_checked": checked,
-            "median_abs_diff_kwh": float(np.median(diffs)) if diffs else None,
-            "transformers_without_enough_data": skipped}
+        out[rows] = np.where(estimated[rows], check, np.nan)
+    return out, short

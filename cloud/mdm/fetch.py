@@ -32,7 +32,7 @@ from protocols.reading import Quality
 F64 = npt.NDArray[np.float64]
 _FIELDS = [("idx", "int4"), ("ts", "timestamptz"), ("import_wh", "float8"),
            ("export_wh", "float8"), ("import_varh", "float8"), ("v_l1", "float8"),
-           ("quality", "int2"), ("clock", "int2")]
+           ("quality", "int2")]
 _NOT_READINGS = (int(Quality.COMMS_LOST), int(Quality.DECODE_ERROR))
 # legacy customer classes map to the four tariff classes; anything else is 'special'
 _CLASS = {"residential": "residential", "commercial": "commercial", "industrial": "industrial",
@@ -163,6 +163,9 @@ def fetch_intervals(conn: psycopg.Connection[Any], meter_ids: Sequence[str], sta
     rec = np.concatenate(chunks) if chunks else np.zeros(0, dtype=dec.dtype)
     conflicts = conn.execute(mdm_sql.CONFLICTS_IN, {
         "m": list(meter_ids), "lo": start, "hi": end}).fetchall()
+    flagged = conn.execute(mdm_sql.CLOCK_FLAGGED_IN, {
+        "m": list(meter_ids), "lo": start,
+        "hi": datetime.fromtimestamp(t1 + tol, UTC)}).fetchall()
     t_read = time.perf_counter() - clock
     clock = time.perf_counter()
     ts = ((rec["ts"].astype(np.int64) + PG_EPOCH_US) // 1_000_000).astype(np.int64)
@@ -204,12 +207,17 @@ def fetch_intervals(conn: psycopg.Connection[Any], meter_ids: Sequence[str], sta
     stale = closing(stale_row)
     # a stale register also starts the next interval: both intervals it touches are stale
     stale[:, 1:] |= closing(stale_row)[:, :-1]
-    clock_bad = closing(rec["clock"] != 0)
+    pos = {mid: i for i, mid in enumerate(meter_ids)}
+    clock_bad = np.zeros((m, n), dtype=np.bool_)
+    for mid, fts in flagged:  # the interval a flagged reading closes, as `closing` counts it
+        rel_s = int(fts.timestamp()) - t0
+        kk = (rel_s + step_s // 2) // step_s
+        if abs(rel_s - kk * step_s) <= tol and 1 <= kk <= n:
+            clock_bad[pos[mid], kk - 1] = True
     voltage = np.full((m, n), np.nan)
     vs = on_grid & usable & (k >= 1)
     voltage[idx[vs], k[vs] - 1] = rec["v_l1"][vs]
     conflict = np.zeros((m, n), dtype=np.bool_)
-    pos = {mid: i for i, mid in enumerate(meter_ids)}
     for mid, cts in conflicts:
         j = (int(cts.timestamp()) - t0 + step_s // 2) // step_s - 1
         if 0 <= j < n:

@@ -32,14 +32,17 @@ def _ids(names: list[str]) -> tuple[bytes, ...]:
 
 
 def write_intervals(conn: psycopg.Connection[Any], run_id: int, meter_ids: list[str],
-                    s: Series, v: Validation, e: Estimated) -> int:
-    """The intervals a rule flagged or VEE changed; returns how many rows."""
+                    s: Series, v: Validation, e: Estimated,
+                    check: npt.NDArray[np.float64] | None = None) -> int:
+    """The intervals a rule flagged or VEE changed, with the balance meter's check where one
+    was made; returns how many rows."""
     raw = s.import_kwh
     changed = (v.flags != 0) | (e.method != Method.ACTUAL)
     rows, cols = np.nonzero(changed)
     n = rows.size
     value = e.value[rows, cols]
     raw_v = raw[rows, cols]
+    chk = check[rows, cols] if check is not None else np.full(rows.size, np.nan)
     _copy(conn, mdm_sql.COPY_VEE_INTERVALS, [
         Col("meter_id", "text", rows.astype(np.int64), dictionary=_ids(meter_ids)),
         Col("bucket", "timestamptz", s.ts_s[cols].astype(np.int64) * 1_000_000),
@@ -50,6 +53,7 @@ def write_intervals(conn: psycopg.Connection[Any], run_id: int, meter_ids: list[
         Col("value_kwh", "float8", np.nan_to_num(value), missing=np.isnan(value)),
         Col("flags", "int4", v.flags[rows, cols].astype(np.int32)),
         Col("method", "int2", e.method[rows, cols].astype(np.int16)),
+        Col("check_kwh", "float8", np.nan_to_num(chk), missing=np.isnan(chk)),
     ])
     return int(n)
 
