@@ -12,7 +12,6 @@ and revenue at risk from NTL are missing (not zero) in the report, while the oth
 
 from __future__ import annotations
 
-import warnings
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -103,11 +102,7 @@ def build(conn: psycopg.Connection[Any], tmp: Path) -> RevenueData:
 
 def analyse(conn: psycopg.Connection[Any], data: RevenueData) -> None:
     p = month_period(PERIOD, zone(TZ))
-    with warnings.catch_warnings():
-        # cloud/analytics/kernels/observer.change_days takes np.nanmean of the dark
-        # transformer's all-NaN days: numpy warns (np.errstate does not silence that warning),
-        # and pytest makes the warning an error. Only that warning is let through here.
-        warnings.filterwarnings("ignore", "Mean of empty slice", RuntimeWarning)
-        warnings.filterwarnings("ignore", "Degrees of freedom <= 0", RuntimeWarning)
-        data.analysis_run_id = analyze(conn, p.start, p.end, step_s=STEP).run_id
+    # a dark transformer's all-NaN days once made numpy warn in observer.change_days, which
+    # pytest turns into an error: no filter here, so the fix stays proven
+    data.analysis_run_id = analyze(conn, p.start, p.end, step_s=STEP).run_id
     conn.commit()
