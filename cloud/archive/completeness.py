@@ -202,9 +202,9 @@ def check(
     # distances to the recorded transformer, for the population's threshold
     dists: dict[str, float] = {}
     for r in snap.records:
-        t = tx_by_id.get((data_tx or {}).get(r.meter_id) or r.transformer_id or "")
-        if t and t.lat is not None and t.lon is not None and r.lat is not None and r.lon is not None:
-            dists[r.meter_id] = _dist_m(r.lat, r.lon, t.lat, t.lon)
+        rt = tx_by_id.get((data_tx or {}).get(r.meter_id) or r.transformer_id or "")
+        if rt and rt.lat is not None and rt.lon is not None and r.lat is not None and r.lon is not None:
+            dists[r.meter_id] = _dist_m(r.lat, r.lon, rt.lat, rt.lon)
     far = math.inf
     if len(dists) >= 10:
         d = np.array(list(dists.values()))
@@ -212,16 +212,17 @@ def check(
         far = max(s.min_far_m, med + 8 * 1.4826 * float(np.median(np.abs(d - med))))
 
     for r in snap.records:
-        m = by_meter.get(r.meter_id)
+        ms = by_meter.get(r.meter_id)
         reg = r.region_id
-        if m is None or m.readings == 0:
+        if ms is None or ms.readings == 0:
             add("never_reported", r.meter_id, reg, {"readings": 0},
                 "check the meter's gateway, unit id and register map; or remove a meter never installed")
         if r.customer_id is None:
             add("meter_without_customer", r.meter_id, reg, {}, "link the meter to its customer")
             continue
         if r.tariff_per_kwh is None:
-            add("missing_tariff", r.customer_id, reg, {"meter_id": r.meter_id}, "assign the customer's tariff")
+            add("missing_tariff", r.customer_id, reg, {"meter_id": r.meter_id},
+                "assign the customer's tariff")
         if r.lat is None or r.lon is None:
             add("missing_coordinates", r.customer_id, reg, {"meter_id": r.meter_id},
                 "geocode the customer's address")
@@ -232,36 +233,37 @@ def check(
                 key=lambda x: _dist_m(r.lat or 0.0, r.lon or 0.0, x.lat or 0.0, x.lon or 0.0))
             add("stale_coordinates", r.customer_id, reg,
                 {"meter_id": r.meter_id, "distance_m": round(dists[r.meter_id]), "threshold_m": round(far),
-                 "transformer_id": t.transformer_id, "nearest_transformer_to_coordinates": nearest.transformer_id},
+                 "transformer_id": t.transformer_id,
+                 "nearest_transformer_to_coordinates": nearest.transformer_id},
                 "verify the address: the coordinates are far from the customer's transformer")
         if r.contract_kva is None and (r.customer_class or "residential") != "residential":
             add("missing_contract", r.customer_id, reg, {"meter_id": r.meter_id, "class": r.customer_class},
                 "record the contracted capacity")
-        if m is None:
+        if ms is None:
             continue
-        if r.contract_kva is not None and math.isfinite(m.peak_kva) and m.peak_kva > r.contract_kva:
+        if r.contract_kva is not None and math.isfinite(ms.peak_kva) and ms.peak_kva > r.contract_kva:
             add("contract_exceeded", r.customer_id, reg,
-                {"meter_id": r.meter_id, "peak_kva": round(m.peak_kva, 2), "contract_kva": r.contract_kva},
+                {"meter_id": r.meter_id, "peak_kva": round(ms.peak_kva, 2), "contract_kva": r.contract_kva},
                 "review the contract: the load exceeds it")
-        if not r.is_special and math.isfinite(m.peak_kw) and m.peak_kw >= s.large_kw:
+        if not r.is_special and math.isfinite(ms.peak_kw) and ms.peak_kw >= s.large_kw:
             add("large_not_flagged", r.customer_id, reg,
-                {"meter_id": r.meter_id, "peak_kw": round(m.peak_kw, 1), "large_kw": s.large_kw},
+                {"meter_id": r.meter_id, "peak_kw": round(ms.peak_kw, 1), "large_kw": s.large_kw},
                 "flag the customer as large/special (outage priority, metering class)")
-        if r.phases is not None and m.readings > 0 and m.phases_seen != r.phases:
+        if r.phases is not None and ms.readings > 0 and ms.phases_seen != r.phases:
             add("phase_count_mismatch", r.meter_id, reg,
-                {"recorded_phases": r.phases, "phases_seen": m.phases_seen},
-                f"correct the record to {m.phases_seen}-phase (or check the meter model installed)")
-        if not r.has_pv and m.export_wh > s.export_wh:
+                {"recorded_phases": r.phases, "phases_seen": ms.phases_seen},
+                f"correct the record to {ms.phases_seen}-phase (or check the meter model installed)")
+        if not r.has_pv and ms.export_wh > s.export_wh:
             add("export_without_pv", r.customer_id, reg,
-                {"meter_id": r.meter_id, "export_kwh": round(m.export_wh / 1000.0, 2)},
+                {"meter_id": r.meter_id, "export_kwh": round(ms.export_wh / 1000.0, 2)},
                 "record the customer's generation (and its permit), or inspect for a reversed meter")
-        if m.last_ts is not None and snap.now_ts - m.last_ts > s.stale_after_s:
+        if ms.last_ts is not None and snap.now_ts - ms.last_ts > s.stale_after_s:
             add("data_stopped", r.meter_id, reg,
-                {"last_ts": m.last_ts, "silent_h": round((snap.now_ts - m.last_ts) / 3600.0, 1)},
+                {"last_ts": ms.last_ts, "silent_h": round((snap.now_ts - ms.last_ts) / 3600.0, 1)},
                 "check the meter and its gateway; if removed, record the removal")
-        if m.register_resets > 0 and (r.last_install_ts is None or (m.first_ts is not None
-                                                                      and r.last_install_ts < m.first_ts)):
-            add("replaced_without_record", r.meter_id, reg, {"register_resets": m.register_resets},
+        if ms.register_resets > 0 and (r.last_install_ts is None or (ms.first_ts is not None
+                                                                      and r.last_install_ts < ms.first_ts)):
+            add("replaced_without_record", r.meter_id, reg, {"register_resets": ms.register_resets},
                 "record the replacement (date, old and new meter) so analytics do not subtract across it")
     return out
 

@@ -40,17 +40,18 @@ Nothing here changes the archive: the caller reports suspicions; an engineer acc
 
 from __future__ import annotations
 
-import math
 import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
 from numpy.typing import NDArray
 
+from cloud.archive import balance, stats
+
 F64 = NDArray[np.float64]
 I64 = NDArray[np.int64]
 
-MIN_SAMPLES = 24  # fewer valid voltage differences than this: the voltage test cannot run
+MIN_SAMPLES = stats.MIN_SAMPLES  # fewer valid voltage differences: the voltage test cannot run
 LOO_MAX_MEMBERS = 12  # transformers this small get a leave-one-out median reference
 
 
@@ -106,31 +107,6 @@ class ConnectivityResult:
         return [int(j) for j in idx[np.argsort(-self.confidence[idx], kind="stable")]]
 
 
-def _standardise(x: F64) -> tuple[F64, NDArray[np.bool_]]:
-    """Zero-mean unit-variance along the last axis over valid samples; NaN -> 0 so a dot
-    product over the axis divided by the valid count is a correlation."""
-    ok = np.isfinite(x)
-    n = ok.sum(axis=-1, keepdims=True)
-    xs = np.where(ok, x, 0.0)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        mean = xs.sum(axis=-1, keepdims=True) / n
-        c = np.where(ok, x - mean, 0.0)
-        sd = np.sqrt((c * c).sum(axis=-1, keepdims=True) / n)
-        z = np.where(sd > 0, c / sd, 0.0)
-    return np.nan_to_num(z), ok
-
-
-def _corr(a: F64, b: F64) -> F64:
-    """Correlation of every row of a (P, T) with every row of b (Q, T), NaN-aware."""
-    za, oa = _standardise(a)
-    zb, ob = _standardise(b)
-    n = oa.astype(np.float64) @ ob.T.astype(np.float64)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        r = (za @ zb.T) / n
-    out: F64 = np.where(n >= MIN_SAMPLES, np.clip(r, -1.0, 1.0), np.nan)
-    return out
-
-
 def compensated_dv(v: F64, i: F64 | None) -> F64:
     """(N, K-1, 3) voltage differences with each meter's own service-cable drop removed."""
     dv = np.diff(v, axis=1)
@@ -162,7 +138,7 @@ def references(inp: ConnectivityInput, dv: F64) -> tuple[F64, NDArray[np.bool_]]
         has = np.isfinite(dtx).sum(axis=(1, 2)) >= MIN_SAMPLES
         ref[has] = dtx[has]
         from_balance = has
-    for x in np.flatnonzero(~from_balance):
+    for x in np.flatnonzero(~from_balance).tolist():
         ref[x] = _member_median(inp, dv, x, exclude=-1)
     return ref, from_balance
 
@@ -202,13 +178,13 @@ def transformer_scores(inp: ConnectivityInput, dv: F64, ref: F64) -> tuple[F64, 
     one = np.flatnonzero(inp.phases == 1)
     three = np.flatnonzero(inp.phases == 3)
     if len(one):
-        r = np.stack([_corr(dv[one, :, 0], ref[:, :, k]) for k in range(3)], axis=2)  # (n1, X, 3)
+        r = np.stack([stats.corr(dv[one, :, 0], ref[:, :, k]) for k in range(3)], axis=2)  # (n1, X, 3)
         allnan = np.all(np.isnan(r), axis=2)
         best = np.where(allnan[..., None], -np.inf, np.nan_to_num(r, nan=-np.inf)).argmax(axis=2)
         score[one] = np.where(allnan, np.nan, np.take_along_axis(r, best[..., None], 2)[..., 0])
         phase[one] = best
     if len(three):
-        r3 = np.stack([_corr(dv[three, :, k], ref[:, :, k]) for k in range(3)], axis=2)
+        r3 = np.stack([stats.corr(dv[three, :, k], ref[:, :, k]) for k in range(3)], axis=2)
         with np.errstate(all="ignore"):
             import warnings
 
@@ -216,108 +192,6 @@ def transformer_scores(inp: ConnectivityInput, dv: F64, ref: F64) -> tuple[F64, 
                 warnings.simplefilter("ignore", RuntimeWarning)
                 score[three] = np.nanmean(r3, axis=2)
     return score, phase
-
-
-def fisher_z(r_a: F64, r_b: F64, n_eff: F64) -> F64:
-    """Test statistic that correlation r_a exceeds r_b, both measured over n_eff samples:
-    (atanh r_a - atanh r_b) / sqrt(2 / (n_eff - 3)). Treats the two as independent, which
-    overstates the noise when they share the meter's series: the test errs towards silence."""
-    with np.errstate(all="ignore"):
-        ra = np.arctanh(np.clip(r_a, -0.999999, 0.999999))
-        rb = np.arctanh(np.clip(r_b, -0.999999, 0.999999))
-        out: F64 = (ra - rb) / np.sqrt(2.0 / np.maximum(n_eff - 3.0, 1.0))
-    return out
-
-
-def effective_n(x: F64) -> F64:
-    """(N,) samples of each row of x (N, T) corrected for lag-1 autocorrelation rho:
-    n (1 - rho) / (1 + rho) (Bartlett), with rho >= 0 so the correction never inflates n;
-    the correction is calibrated on each meter's own series."""
-    ok = np.isfinite(x)
-    n = ok.sum(axis=1).astype(np.float64)
-    z, _ = _standardise(x)
-    both = ok[:, 1:] & ok[:, :-1]
-    with np.errstate(all="ignore"):
-        rho = (z[:, 1:] * z[:, :-1] * both).sum(axis=1) / np.maximum(both.sum(axis=1), 1)
-    rho = np.clip(np.nan_to_num(rho), 0.0, 0.95)
-    out: F64 = n * (1.0 - rho) / (1.0 + rho)
-    return out
-
-
-class _Balance:
-    """Energy balance residuals with the loss model a + b E_bal^2 projected out, and the cost
-    change of moving meters between transformers, vectorised (module docstring).
-
-    For transformer X with basis Q_X (T, 2) orthonormal over its valid intervals, the unexplained
-    sum of squares of a residual r is SS(r) = |r|^2 - |Q_X' r|^2; moving meter j from A to B
-    changes r_A by +e_j and r_B by -e_j, so the change is a few dot products."""
-
-    def __init__(self, inp: ConnectivityInput, tx_of: I64) -> None:
-        assert inp.energy_wh is not None and inp.tx_energy_wh is not None
-        self.e = inp.energy_wh
-        self.bal = inp.tx_energy_wh
-        self.n_x, self.t = self.bal.shape
-        self.tx_of = tx_of.copy()
-        self.e0 = np.nan_to_num(self.e)
-        self.recompute()
-
-    def recompute(self) -> None:
-        r = self.bal.copy()
-        for x in range(self.n_x):
-            m = np.flatnonzero(self.tx_of == x)
-            if len(m):
-                r[x] -= self.e[m].sum(axis=0)
-        self.valid = np.isfinite(r)
-        self.has = self.valid.sum(axis=1) >= 8
-        self.q = np.zeros((self.n_x, self.t, 2))
-        for x in np.flatnonzero(self.has):
-            ok = self.valid[x]
-            a = np.zeros((self.t, 2))
-            a[ok, 0] = 1.0
-            a[ok, 1] = self.bal[x, ok] ** 2
-            q, _ = np.linalg.qr(a)
-            self.q[x] = q
-        self.r = np.where(self.valid, r, 0.0)
-        self.u = self.r - np.einsum("xtk,xk->xt", self.q, np.einsum("xtk,xt->xk", self.q, self.r))
-        self.ss = (self.u * self.r).sum(axis=1)
-
-    def gains(self, rows: I64) -> F64:
-        """(len(rows), X) relative gain of moving each meter from its transformer to each X."""
-        e = self.e0[rows]
-        a = self.tx_of[rows]
-        out = np.full((len(rows), self.n_x), np.nan)
-        # e masked to each transformer's valid intervals
-        for x in np.flatnonzero(self.has):
-            ex = e * self.valid[x]
-            proj = ex @ self.q[x]  # (n, 2)
-            eme = (ex * ex).sum(axis=1) - (proj * proj).sum(axis=1)
-            eu = ex @ self.u[x]
-            out[:, x] = eme - 2.0 * eu  # SS_B(r_B - e) - SS_B(r_B)
-        # + SS_A(r_A + e) - SS_A(r_A) for the meter's own transformer
-        own = np.full(len(rows), np.nan)
-        for x in np.unique(a):
-            sel = a == x
-            if not self.has[x]:
-                continue
-            ex = e[sel] * self.valid[x]
-            proj = ex @ self.q[x]
-            own[sel] = (ex * ex).sum(axis=1) - (proj * proj).sum(axis=1) + 2.0 * (ex @ self.u[x])
-        before = self.ss[a][:, None] + self.ss[None, :]
-        with np.errstate(all="ignore"):
-            g = -(own[:, None] + out) / before
-        g[np.arange(len(rows)), a] = np.nan
-        res: F64 = np.where(before > 0, g, np.nan)
-        return res
-
-    def move(self, j: int, b: int) -> None:
-        self.tx_of[j] = b
-        self.recompute()
-
-
-def _phi(x: F64) -> F64:
-    erf = np.vectorize(math.erf, otypes=[np.float64])
-    out: F64 = 0.5 * (1.0 + erf(np.asarray(x, np.float64) / math.sqrt(2.0)))
-    return out
 
 
 def analyse(inp: ConnectivityInput, settings: Settings | None = None) -> ConnectivityResult:
@@ -336,11 +210,11 @@ def analyse(inp: ConnectivityInput, settings: Settings | None = None) -> Connect
         )
     score, phase_at = transformer_scores(inp, dv, ref)
     # Leave-one-out for meters on small transformers referenced by their members' median.
-    for x in np.flatnonzero(~from_balance):
+    for x in np.flatnonzero(~from_balance).tolist():
         members = np.flatnonzero(inp.recorded_tx == x)
         if len(members) > LOO_MAX_MEMBERS:
             continue
-        for j in members:
+        for j in members.tolist():
             ref_j = ref.copy()
             ref_j[x] = _member_median(inp, dv, x, exclude=int(j))
             sub = ConnectivityInput(
@@ -364,18 +238,18 @@ def analyse(inp: ConnectivityInput, settings: Settings | None = None) -> Connect
     if not voltage_ran.any():
         notes.append("voltage test did not run: fewer than "
                      f"{MIN_SAMPLES} valid voltage differences per meter")
-    n_eff = effective_n(dv[:, :, 0])
-    z = np.where(voltage_ran, fisher_z(r_other, r_rec, n_eff), np.nan)
+    n_eff = stats.effective_n(dv[:, :, 0])
+    z = np.where(voltage_ran, stats.fisher_z(r_other, r_rec, n_eff), np.nan)
     tx_susp = voltage_ran & (np.nan_to_num(z, nan=-np.inf) > s.z_flag)
-    conf = np.where(tx_susp, _bonferroni_conf(z, n * max(n_x - 1, 1)), 0.0)
+    conf = np.where(tx_susp, stats.bonferroni_conf(z, n * max(n_x - 1, 1)), 0.0)
     if unplaced.any():  # placement: best vs second best, no suspicion (there is no record)
         second = score.copy()
         second[rows, np.maximum(other_tx, 0)] = np.nan
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)
             r2 = np.nanmax(np.where(np.isfinite(second), second, -np.inf), axis=1)
-        zp = fisher_z(r_other, np.where(np.isfinite(r2), r2, np.nan), n_eff)
-        conf = np.where(unplaced & np.isfinite(r_other), _bonferroni_conf(zp, n_x), conf)
+        zp = stats.fisher_z(r_other, np.where(np.isfinite(r2), r2, np.nan), n_eff)
+        conf = np.where(unplaced & np.isfinite(r_other), stats.bonferroni_conf(zp, n_x), conf)
         z = np.where(unplaced, np.nan, z)
     rec = np.where(unplaced, -1, rec)
 
@@ -384,12 +258,9 @@ def analyse(inp: ConnectivityInput, settings: Settings | None = None) -> Connect
     gain = np.full(n, np.nan)
     if inp.energy_wh is not None and inp.tx_energy_wh is not None and n and n_x > 1:
         tx_now = np.where(tx_susp, other_tx, rec).astype(np.int64)
-        bal = _Balance(inp, tx_now)
+        bal = balance.Balance(inp.energy_wh, inp.tx_energy_wh, tx_now)
         untested = np.flatnonzero(~voltage_ran & ~unplaced & bal.has[np.maximum(rec, 0)])
-        if inp.candidates is not None:
-            allowed = inp.candidates
-        else:
-            allowed = np.ones((n, n_x), np.bool_)
+        allowed = inp.candidates if inp.candidates is not None else np.ones((n, n_x), np.bool_)
         for _ in range(max(len(untested), 0)):
             if not len(untested):
                 break
@@ -407,7 +278,7 @@ def analyse(inp: ConnectivityInput, settings: Settings | None = None) -> Connect
             tx_susp[j] = True
             untested = untested[untested != j]
         moved = np.flatnonzero(bal.tx_of != rec)
-        for j in moved:  # leave-one-out gain: undo j, ask what moving it back again buys
+        for j in moved.tolist():  # leave-one-out gain: undo j, ask what moving it back again buys
             b = int(bal.tx_of[j])
             bal.move(int(j), int(rec[j]))
             gj = bal.gains(np.array([j]))[0, b]
@@ -423,7 +294,8 @@ def analyse(inp: ConnectivityInput, settings: Settings | None = None) -> Connect
             both = stay[(np.nan_to_num(z[stay], nan=-np.inf) > s.z_weak)
                         & (np.nan_to_num(gain[stay], nan=-np.inf) > s.gain_flag)]
             tx_susp[both] = True
-            conf[both] = np.clip(gain[both], 0.0, 1.0) * _bonferroni_conf(z[both], n * max(n_x - 1, 1) // 100 + 1)
+            m_tests = n * max(n_x - 1, 1) // 100 + 1
+            conf[both] = np.clip(gain[both], 0.0, 1.0) * stats.bonferroni_conf(z[both], m_tests)
         e_only = tx_susp & ~voltage_ran
         conf = np.where(e_only, np.clip(gain, 0.0, 1.0), conf)
         if not bal.has.all():
@@ -442,12 +314,12 @@ def analyse(inp: ConnectivityInput, settings: Settings | None = None) -> Connect
             warnings.simplefilter("ignore", RuntimeWarning)
             mean_ref = np.nanmean(ref, axis=2, keepdims=True)
         ref_c = ref - mean_ref
-        for j in one:
+        for j in one.tolist():
             x = int(best_tx[j])
             if x < 0:
                 continue
             sj = dv[j, :, 0] - mean_ref[x, :, 0]
-            phase_r[j] = _corr(sj[None], ref_c[x].T)[0]
+            phase_r[j] = stats.corr(sj[None], ref_c[x].T)[0]
     rp = inp.recorded_phase
     valid_rp = (rp >= 0) & (inp.phases == 1)
     r_rec_ph = np.where(valid_rp, phase_r[rows, np.maximum(rp, 0)], np.nan)
@@ -456,14 +328,15 @@ def analyse(inp: ConnectivityInput, settings: Settings | None = None) -> Connect
     ph_all_nan = np.all(np.isnan(ph_other), axis=1)
     best_other_ph = np.where(ph_all_nan, -1, np.nan_to_num(ph_other, nan=-np.inf).argmax(axis=1))
     r_oth_ph = np.where(ph_all_nan, np.nan, ph_other[rows, np.maximum(best_other_ph, 0)])
-    phase_z = np.where(valid_rp & ~tx_susp, fisher_z(r_oth_ph, r_rec_ph, n_eff), np.nan)
+    phase_z = np.where(valid_rp & ~tx_susp, stats.fisher_z(r_oth_ph, r_rec_ph, n_eff), np.nan)
     phase_susp = np.nan_to_num(phase_z, nan=-np.inf) > s.phase_z_flag
     best_phase = np.where(inp.phases == 1, np.where(phase_susp, best_other_ph, rp), -1)
     # A transformer move carries its phase: the best phase at the new transformer; a meter the
     # record gives no phase (recorded three-phase) gets the best one as a suggestion.
-    best_phase = np.where((tx_susp | (rp < 0) | unplaced) & (inp.phases == 1) & np.isfinite(phase_r).any(axis=1),
+    best_phase = np.where((tx_susp | (rp < 0) | unplaced) & (inp.phases == 1)
+                          & np.isfinite(phase_r).any(axis=1),
                           np.nan_to_num(phase_r, nan=-np.inf).argmax(axis=1), best_phase).astype(np.int64)
-    conf_ph = np.where(phase_susp, _bonferroni_conf(phase_z, max(len(one), 1) * 2), 0.0)
+    conf_ph = np.where(phase_susp, stats.bonferroni_conf(phase_z, max(len(one), 1) * 2), 0.0)
     confidence = np.maximum(conf, conf_ph)
     return ConnectivityResult(
         meter_ids=inp.meter_ids, transformer_ids=inp.transformer_ids, recorded_tx=rec,
@@ -472,11 +345,3 @@ def analyse(inp: ConnectivityInput, settings: Settings | None = None) -> Connect
         balance_gain=gain, confidence=confidence, tx_suspect=tx_susp, phase_suspect=phase_susp,
         voltage_ran=voltage_ran, notes=notes,
     )
-
-
-def _bonferroni_conf(z: F64, tests: int) -> F64:
-    """1 - (one-sided p-value x number of tests), in [0, 1]: the chance the record is right
-    after correcting for having asked the question of every meter and transformer."""
-    p = 1.0 - _phi(np.nan_to_num(z, nan=0.0))
-    out: F64 = np.clip(1.0 - p * tests, 0.0, 1.0)
-    return out

@@ -45,7 +45,9 @@ CLOUD_MAY_IMPORT: dict[str, set[str]] = {
     # local time, tariffs, determinants, VEE; reads registers into intervals with analytics'
     # interval kernel (analytics never imports mdm: it reads the post-VEE layer through store)
     "cloud.mdm": {"cloud.store", "cloud.analytics.kernels"},
-    "cloud.api": {"cloud.store", "cloud.analytics", "cloud.mdm"},
+    # the customer archive's checks: reads the feed analytics reads, reruns the loss report
+    "cloud.archive": {"cloud.store", "cloud.analytics", "cloud.analytics.data"},
+    "cloud.api": {"cloud.store", "cloud.analytics", "cloud.mdm", "cloud.archive"},
 }
 
 

@@ -24,9 +24,9 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from cloud.archive.connectivity import ConnectivityInput
-from cloud.archive.completeness import ArchiveRecord, ArchiveSnapshot, MeterSummary, TransformerRecord
 from cloud.analytics.pipeline.feed import Feed
+from cloud.archive.completeness import ArchiveRecord, ArchiveSnapshot, MeterSummary, TransformerRecord
+from cloud.archive.connectivity import ConnectivityInput
 from firmware_sim.grid import Customer, Grid, generate_grid
 from firmware_sim.simulation import Simulation
 
@@ -77,7 +77,7 @@ def make_case(seed: int, meters: int = 1000, transformers: int = 20, feeders: in
 
     def draw(rate: float, pool: list[int]) -> list[int]:
         pool = [i for i in pool if i not in taken]
-        k = int(round(rate * len(pool)))
+        k = round(rate * len(pool))
         got = [int(i) for i in rng.permutation(pool)[:k]]
         taken.update(got)
         return got
@@ -101,7 +101,8 @@ def make_case(seed: int, meters: int = 1000, transformers: int = 20, feeders: in
         d_km, ang = float(rng.uniform(1.5, 4.0)), float(rng.uniform(0, 2 * math.pi))
         c = recs[i]
         recs[i] = replace(c, lat=round(c.lat + d_km / 111.0 * math.cos(ang), 6),
-                          lon=round(c.lon + d_km / (111.0 * math.cos(math.radians(c.lat))) * math.sin(ang), 6))
+                          lon=round(c.lon + d_km / (111.0 * math.cos(math.radians(c.lat)))
+                                    * math.sin(ang), 6))
     for i in sel["wrong_phase_count"]:
         c = recs[i]
         recs[i] = replace(c, phases=1, phase=0) if c.phases == 3 else replace(c, phases=3, phase=None)
@@ -117,7 +118,7 @@ def simulate(case: Case, days: float, step_s: int = 900) -> Feed:
     from wattrail import simfeed
 
     sim = Simulation(case.grid, T0)
-    feed = simfeed.sample(sim, step_s, int(round(days * 86400 / step_s)) + 1)
+    feed = simfeed.sample(sim, step_s, round(days * 86400 / step_s) + 1)
     rng = np.random.default_rng(case.seed * 31 + 7)
     for arr in (feed.customers, feed.balance):
         noisy = arr.v + rng.normal(0.0, V_NOISE, arr.v.shape)
