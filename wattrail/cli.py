@@ -8,6 +8,7 @@ import typer
 from wattrail import __version__
 from wattrail.commands.analytics import mount as mount_analytics
 from wattrail.commands.api import mount as mount_api
+from wattrail.commands.archive import app as archive_app
 from wattrail.commands.audit import app as audit_app
 from wattrail.commands.billing import app as billing_app
 from wattrail.commands.chaos import mount as mount_chaos
@@ -40,6 +41,7 @@ mount_api(app)  # api, token create|list|revoke
 mount_analytics(app)  # analyze, evaluate
 mount_mdm(app)  # vee run|status, tariffs import|list, topology time-zone
 app.add_typer(billing_app, name="billing")  # billing determinants|export|revenue
+app.add_typer(archive_app, name="archive")  # archive check|issues|suspects|accept|corrections
 app.command()(demo)
 app.add_typer(audit_app, name="audit")
 app.add_typer(deploy_app, name="deploy")  # deploy init: the compose stack's bootstrap
