@@ -28,13 +28,16 @@ plus theft plus the energy of mis-recorded meters: a meter recorded on A that ha
 residual of both: `balance_gain` = 1 - (SS'_A + SS'_B) / (SS_A + SS_B) on the loss model's
 residual sums of squares, > 0 when the move explains the data better.
 
-**Decision.** The voltage margin m = r_best_other - r_recorded is compared with the population
-of margins (most meters are recorded correctly, so the bulk of the distribution is the noise of
-a correct record): a meter is a transformer suspect when m > 0 and its robust z-score
-z = (m - median(m)) / (1.4826 MAD(m)) exceeds `z_flag`, or (without voltages, or where they
-are too few) when the balance gain of the best move exceeds `gain_flag`. The confidence is
-Phi((z - z_flag) / 2) blended with the balance gain where both are present; see `decide`.
-Thresholds are relative to the population being analysed, never absolute volts.
+**Decision.** Whether another transformer's correlation r_o beats the recorded one's r_r is a
+Fisher z test: z = (atanh r_o - atanh r_r) / sqrt(2 / (n_eff - 3)), with n_eff the meter's
+sample count corrected for its lag-1 autocorrelation rho (Bartlett: n (1 - rho) / (1 + rho)).
+A meter is a transformer suspect when z > `z_flag` (5: a one-sided p of 3e-7, which survives
+a Bonferroni correction over every meter x transformer question of a large utility), or when
+the voltage leans (z > `z_weak`) and the balance gain of the same move exceeds `gain_flag`, or
+(no voltage test) when the balance alone gains more than `gain_flag`. The confidence is the
+Bonferroni-corrected 1 - p (times the gain where the energy decided). The phase test is the
+same on the phase correlations, with `phase_z_flag`. The thresholds are test statistics, not
+volts or correlations: what they flag scales with the data's own noise and length.
 Nothing here changes the archive: the caller reports suspicions; an engineer accepts them.
 """
 
@@ -91,9 +94,9 @@ class ConnectivityResult:
     r_recorded: F64  # (N,) voltage correlation with the recorded transformer (NaN: no test)
     r_best_other: F64  # (N,) the best other transformer's
     other_tx: I64  # (N,) that other transformer
-    z: F64  # (N,) robust z of the margin
+    z: F64  # (N,) Fisher z of best other vs recorded (NaN: no voltage test)
     phase_r: F64  # (N, 3) correlation with each phase of best_tx (single-phase meters)
-    phase_z: F64  # (N,) robust z of the phase margin
+    phase_z: F64  # (N,) Fisher z of the best other phase vs the recorded one
     balance_gain: F64  # (N,) gain of moving to other_tx (NaN: no balance meters to test)
     confidence: F64  # (N,) 0..1 that the record is wrong (transformer or phase)
     tx_suspect: NDArray[np.bool_]
@@ -185,12 +188,9 @@ def transformer_scores(inp: ConnectivityInput, dv: F64, ref: F64) -> tuple[F64, 
         phase[one] = best
     if len(three):
         r3 = np.stack([stats.corr(dv[three, :, k], ref[:, :, k]) for k in range(3)], axis=2)
-        with np.errstate(all="ignore"):
-            import warnings
-
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", RuntimeWarning)
-                score[three] = np.nanmean(r3, axis=2)
+        with np.errstate(all="ignore"), warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            score[three] = np.nanmean(r3, axis=2)
     return score, phase
 
 
