@@ -23,6 +23,7 @@ from cloud.api.params import reject_unknown_query
 from cloud.api.ratelimit import TokenBuckets
 from cloud.api.routes import (
     analysis_runs,
+    archive,
     audit,
     billing,
     export,
@@ -76,8 +77,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.metrics = ApiMetrics()
     problems.install(app)
     for module in (health, topology, map_layers, topology_import, readings, analysis_runs, loss,
-                   suspects, power_quality, outages, regional, vee, billing, revenue, tariffs, audit, tlog,
-                   export, tokens):
+                   suspects, power_quality, outages, regional, vee, billing, revenue, tariffs, archive,
+                   audit, tlog, export, tokens):
         app.include_router(module.router)
     app.add_middleware(BodyLimitMiddleware, max_body_bytes=settings.max_body_bytes)
     app.add_middleware(MetricsMiddleware, metrics=app.state.metrics)  # outermost: counts 413s

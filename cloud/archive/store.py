@@ -28,25 +28,11 @@ from cloud.archive.completeness import (
     MeterSummary,
     TransformerRecord,
 )
+from cloud.store.archive_sql import METER_SUMMARY
 
 Progress = Callable[[str], None]
 RESET_WH = 1000.0  # a fall of the import register larger than this is a reset, not noise
 
-_SUMMARY_SQL = """
-SELECT meter_id,
-       extract(epoch FROM min(ts)) AS first_ts, extract(epoch FROM max(ts)) AS last_ts,
-       count(*) AS n,
-       bool_or(v_l2 IS NOT NULL OR v_l3 IS NOT NULL) AS three,
-       coalesce(max(export_wh) - min(export_wh), 0) AS export_wh,
-       max(p_w) / 1000.0 AS peak_kw,
-       max(sqrt(p_w * p_w + coalesce(q_var, 0) * coalesce(q_var, 0))) / 1000.0 AS peak_kva,
-       count(*) FILTER (WHERE drop > %(reset)s) AS resets
-FROM (SELECT meter_id, ts, v_l2, v_l3, export_wh, p_w, q_var,
-             lag(import_wh) OVER (PARTITION BY meter_id ORDER BY ts) - import_wh AS drop
-      FROM readings
-      WHERE ts >= %(start)s AND ts <= %(end)s AND quality = 0) r
-GROUP BY meter_id
-"""
 
 
 def summaries(conn: psycopg.Connection[Any], start: datetime, end: datetime) -> list[MeterSummary]:
@@ -54,7 +40,7 @@ def summaries(conn: psycopg.Connection[Any], start: datetime, end: datetime) -> 
     kinds = dict(conn.execute("SELECT meter_id, kind FROM meters").fetchall())
     out = []
     for mid, first, last, n, three, exp, peak_kw, peak_kva, resets in conn.execute(
-            _SUMMARY_SQL, {"start": start, "end": end, "reset": RESET_WH}):
+            METER_SUMMARY, {"start": start, "end": end, "reset": RESET_WH}):
         out.append(MeterSummary(
             meter_id=mid, kind=kinds.get(mid), first_ts=float(first), last_ts=float(last),
             readings=int(n), phases_seen=3 if three else 1, export_wh=float(exp or 0.0),

@@ -65,11 +65,12 @@ def check_cmd(
     The archive itself is not changed."""
     from cloud.analytics.data.fetch import FetchError
     from cloud.archive import store
+    from cloud.store.archive_sql import LATEST_READING
 
     with connect_or_exit(dsn) as conn:
         require_schema(conn, *_TABLES)
         if end is None:
-            row = conn.execute("SELECT max(ts) FROM readings").fetchone()
+            row = conn.execute(LATEST_READING).fetchone()
             if row is None or row[0] is None:
                 fail("there are no readings to check the archive against: import or ingest some first")
             end = row[0]

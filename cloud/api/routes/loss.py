@@ -52,6 +52,10 @@ class LossPublic(BaseModel):
     estimated_wh: float | None = Field(default=None, description=(
         "customer energy in intervals resting on estimates (short gaps the analytics bridged, "
         "and VEE estimates where a VEE run covered the period); null for older runs"))
+    connectivity_suspect: bool = Field(description=(
+        "a transformer recorded or suggested for a meter under an open connectivity suspicion "
+        "of the latest archive check (/v1/archive/connectivity): its balance may rest on a wrong "
+        "archive; always false for feeders and regions"))
 
 
 class LossInterval(BaseModel):
@@ -74,9 +78,16 @@ class LossDetail(BaseModel):
     loss: LossPublic
 
 
+# the open connectivity suspicions of the latest archive check (cloud/archive, migration 0070)
+OPEN_SUSPICIONS = ("SELECT 1 FROM connectivity_suspicions cs WHERE cs.status = 'open' "
+                   "AND cs.check_id = (SELECT max(check_id) FROM archive_checks)")
+# of a loss row `l`: a transformer a suspicion names, as recorded or as suggested
+TX_SUSPECT = (f"(l.level = 'transformer' AND EXISTS ({OPEN_SUSPICIONS} AND "
+              "(cs.recorded_transformer_id = l.entity_id OR cs.suggested_transformer_id = l.entity_id))) "
+              "AS connectivity_suspect")
 _COLS = ("l.run_id, l.level, l.entity_id, l.energy_in_wh, l.energy_out_wh, l.loss_wh, l.loss_pct, "
          "l.technical_wh, l.ntl_wh, l.ntl_sigma_wh, l.completeness, l.low_confidence, l.revenue_at_risk, "
-         "l.estimated_wh")
+         f"l.estimated_wh, {TX_SUSPECT}")
 # which region / feeder an entity of each level belongs to, for the filters
 _SCOPE = {
     "transformer": ("LEFT JOIN transformers t ON t.transformer_id = l.entity_id "

@@ -15,7 +15,7 @@ from cloud.api.deps import ConnDep, ReaderToken
 from cloud.api.listing import finite, keyset_page, one, rows
 from cloud.api.params import FormatParam, PageDep
 from cloud.api.problems import ProblemError, responses
-from cloud.api.routes.loss import LossPublic
+from cloud.api.routes.loss import OPEN_SUSPICIONS, TX_SUSPECT, LossPublic
 from cloud.api.runs import RunPublic, resolve_run, run_public
 from cloud.api.tabular import CSV_RESPONSE, Page, page_or_csv
 
@@ -37,6 +37,10 @@ class SuspectPublic(BaseModel):
     allocated_wh: float | None = Field(description="its share of the transformer's positive NTL")
     evidence: dict[str, Any] = Field(description="indicator -> evidence 0..1")
     period: dict[str, Any] | None = Field(description="{from, to} of the strongest evidence")
+    connectivity_suspect: bool = Field(description=(
+        "the meter is under an open connectivity suspicion of the latest archive check "
+        "(/v1/archive/connectivity): its transformer in the archive may be wrong, and its "
+        "score with it"))
 
 
 class SuspectDetail(SuspectPublic):
@@ -47,7 +51,8 @@ class SuspectDetail(SuspectPublic):
 
 
 _COLS = ("s.run_id, s.rank, s.meter_id, m.customer_id, s.transformer_id, s.score, s.estimated_wh, "
-         "s.allocated_wh, s.evidence")
+         "s.allocated_wh, s.evidence, "
+         f"EXISTS ({OPEN_SUSPICIONS} AND cs.meter_id = s.meter_id) AS connectivity_suspect")
 _FROM = ("FROM analysis_suspects s LEFT JOIN meters m ON m.meter_id = s.meter_id "
          "LEFT JOIN transformers t ON t.transformer_id = s.transformer_id "
          "LEFT JOIN feeders f ON f.feeder_id = t.feeder_id")
@@ -88,9 +93,10 @@ async def get_suspect(meter_id: Annotated[str, Path(min_length=1, max_length=200
     if r is None:
         raise ProblemError(404, f"meter {meter_id!r} was not scored in run {run['run_id']}",
                            kind="not-found")
-    loss = await one(conn, "SELECT run_id, level, entity_id, energy_in_wh, energy_out_wh, loss_wh, loss_pct, "
-                     "technical_wh, ntl_wh, ntl_sigma_wh, completeness, low_confidence, revenue_at_risk "
-                     "FROM analysis_loss WHERE run_id = %s AND level = 'transformer' AND entity_id = %s",
+    loss = await one(conn, "SELECT l.run_id, l.level, l.entity_id, l.energy_in_wh, l.energy_out_wh, "
+                     "l.loss_wh, l.loss_pct, l.technical_wh, l.ntl_wh, l.ntl_sigma_wh, l.completeness, "
+                     f"l.low_confidence, l.revenue_at_risk, {TX_SUSPECT} FROM analysis_loss l "
+                     "WHERE l.run_id = %s AND l.level = 'transformer' AND l.entity_id = %s",
                      [run["run_id"], r["transformer_id"]])
     history = await rows(conn, "SELECT s.run_id, r.period_start, r.period_end, s.rank, s.score "
                          "FROM analysis_suspects s JOIN analysis_runs r USING (run_id) "

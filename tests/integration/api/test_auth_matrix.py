@@ -144,6 +144,22 @@ TABLE: dict[tuple[str, str], Entry] = {
         READ, lambda s: {"url": f"/v1/customers/{s.customer_id}/tariffs"}
     ),
     ("DELETE", "/v1/tokens/{token_id}"): Entry(ADMIN, lambda s: {"url": f"/v1/tokens/{_spare_token(s)}"}),
+    ("GET", "/v1/archive/checks"): Entry(READ, lambda s: {"url": "/v1/archive/checks"}),
+    ("GET", "/v1/archive/issues"): Entry(
+        READ, lambda s: {"url": "/v1/archive/issues", "params": {"check_id": _archive_check(s)}}
+    ),
+    ("GET", "/v1/archive/issues/counts"): Entry(READ, lambda s: {"url": "/v1/archive/issues/counts"}),
+    ("GET", "/v1/archive/connectivity"): Entry(
+        READ, lambda s: {"url": "/v1/archive/connectivity", "params": {"check_id": _archive_check(s)}}
+    ),
+    # the seeded archive has no suspicion to accept: the admin gets through to the 404, and
+    # nothing is changed (tests/integration/archive/test_api.py accepts real ones)
+    ("POST", "/v1/archive/connectivity/{meter_id}/accept"): Entry(
+        ADMIN, lambda s: {"url": f"/v1/archive/connectivity/{s.meter_id}/accept",
+                          "json": {"comment": "auth matrix"}},
+        ok=404,
+    ),
+    ("GET", "/v1/archive/corrections"): Entry(READ, lambda s: {"url": "/v1/archive/corrections"}),
 }
 
 
@@ -164,6 +180,23 @@ def _spare_token(s: Seed) -> int:
 
     with psycopg.connect(s.dsn, autocommit=True) as conn:
         return create_token(conn, "engineer", "to be revoked").info.id
+
+
+def _archive_check(s: Seed) -> int:
+    """An archive check without findings or suspicions (the seed makes none), so the
+    listings of one check answer 200; made once per seeded database."""
+    import psycopg
+
+    with psycopg.connect(s.dsn, autocommit=True) as conn:
+        row = conn.execute("SELECT min(check_id) FROM archive_checks").fetchone()
+        if row is not None and row[0] is not None:
+            return int(row[0])
+        got = conn.execute(
+            "INSERT INTO archive_checks (started_at, finished_at, period_start, period_end, step_s,"
+            " parameters, notes, findings, suspicions) VALUES (now(), now(), %s, %s, 900, '{}', '[]', 0, 0)"
+            " RETURNING check_id", [s.start, s.end]).fetchone()
+        assert got is not None
+        return int(got[0])
 
 
 def _operations() -> list[tuple[str, str]]:
