@@ -22,3 +22,13 @@ GROUP BY meter_id
 
 # The newest reading of anyone: where a check's default period ends.
 LATEST_READING = "SELECT max(ts) FROM readings"
+
+# The open connectivity suspicions of the latest archive check, to mark results resting on a
+# suspected meter: add `AND cs.meter_id = ...` or a transformer condition on `cs`.
+OPEN_SUSPICIONS = ("SELECT 1 FROM connectivity_suspicions cs WHERE cs.status = 'open' "
+                   "AND cs.check_id = (SELECT max(check_id) FROM archive_checks)")
+# of a loss row aliased `l`: a transformer a suspicion names, as recorded or as suggested
+TX_SUSPECT = (f"(l.level = 'transformer' AND EXISTS ({OPEN_SUSPICIONS} AND "
+              "(cs.recorded_transformer_id = l.entity_id OR cs.suggested_transformer_id = l.entity_id)))")
+# of a suspect row aliased `s`
+METER_SUSPECT = f"EXISTS ({OPEN_SUSPICIONS} AND cs.meter_id = s.meter_id)"

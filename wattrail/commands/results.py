@@ -18,6 +18,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from cloud.store import archive_sql
 from wattrail.commands.store import connect_or_exit, require_schema
 
 err = Console(stderr=True)
@@ -126,17 +127,18 @@ def suspects_list(
         cur = conn.execute(
             "SELECT rank, meter_id, transformer_id, score, estimated_wh, allocated_wh,"
             " evidence->>'strongest', (evidence->'period'->>'from')::timestamptz,"
-            " (evidence->'period'->>'to')::timestamptz, evidence->'evidence'"
-            " FROM analysis_suspects WHERE run_id = %s AND score >= %s"
+            " (evidence->'period'->>'to')::timestamptz, evidence->'evidence',"
+            f" {archive_sql.METER_SUSPECT}"
+            " FROM analysis_suspects s WHERE run_id = %s AND score >= %s"
             " AND (%s::text IS NULL OR transformer_id = %s) ORDER BY rank LIMIT %s",
             [rid, min_score, transformer, transformer, top])
         cols = ["rank", "meter_id", "transformer_id", "score", "estimated_wh", "allocated_wh",
-                "strongest", "evidence_from", "evidence_to", "evidence"]
+                "strongest", "evidence_from", "evidence_to", "evidence", "connectivity_suspect"]
         rows = [dict(zip(cols, r, strict=True)) for r in cur.fetchall()]
     _emit(fmt, head, cols, rows, "suspects", {
         "rank": "rank", "meter_id": "meter", "transformer_id": "transformer", "score": "score",
         "estimated_wh": "est. kWh", "allocated_wh": "alloc. kWh", "strongest": "strongest reason",
-        "evidence_from": "from", "evidence_to": "to"})
+        "evidence_from": "from", "evidence_to": "to", "connectivity_suspect": "archive suspect"})
 
 
 @loss_app.command("list")
@@ -157,10 +159,13 @@ def loss_list(
         cols = ["entity_id", "energy_in_wh", "energy_out_wh", "loss_wh", "loss_pct", "technical_wh",
                 "ntl_wh", "ntl_sigma_wh", "completeness", "low_confidence", "revenue_at_risk"]
         cur = conn.execute(
-            f"SELECT {', '.join(cols)} FROM analysis_loss WHERE run_id = %s AND level = %s"
+            f"SELECT {', '.join(cols)}, {archive_sql.TX_SUSPECT} FROM analysis_loss l"
+            " WHERE run_id = %s AND level = %s"
             " ORDER BY ntl_wh DESC NULLS LAST, entity_id LIMIT %s", [rid, level, top])
+        cols.append("connectivity_suspect")
         rows = [dict(zip(cols, r, strict=True)) for r in cur.fetchall()]
     _emit(fmt, head, cols, rows, f"loss per {level}", {
         "entity_id": level, "energy_in_wh": "in kWh", "loss_wh": "loss kWh", "loss_pct": "loss %",
         "technical_wh": "technical kWh", "ntl_wh": "NTL kWh", "ntl_sigma_wh": "± kWh",
-        "completeness": "complete", "low_confidence": "low conf.", "revenue_at_risk": "revenue at risk"})
+        "completeness": "complete", "low_confidence": "low conf.", "revenue_at_risk": "revenue at risk",
+        "connectivity_suspect": "archive suspect"})

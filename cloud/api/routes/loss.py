@@ -26,6 +26,7 @@ from cloud.api.params import FormatParam, PageDep, Time, check_range
 from cloud.api.problems import ProblemError, responses
 from cloud.api.runs import RunPublic, resolve_run, run_public
 from cloud.api.tabular import CSV_RESPONSE, Page, page_or_csv
+from cloud.store import archive_sql
 
 router = APIRouter(prefix="/v1/loss", tags=["reports"])
 
@@ -79,12 +80,7 @@ class LossDetail(BaseModel):
 
 
 # the open connectivity suspicions of the latest archive check (cloud/archive, migration 0070)
-OPEN_SUSPICIONS = ("SELECT 1 FROM connectivity_suspicions cs WHERE cs.status = 'open' "
-                   "AND cs.check_id = (SELECT max(check_id) FROM archive_checks)")
-# of a loss row `l`: a transformer a suspicion names, as recorded or as suggested
-TX_SUSPECT = (f"(l.level = 'transformer' AND EXISTS ({OPEN_SUSPICIONS} AND "
-              "(cs.recorded_transformer_id = l.entity_id OR cs.suggested_transformer_id = l.entity_id))) "
-              "AS connectivity_suspect")
+TX_SUSPECT = f"{archive_sql.TX_SUSPECT} AS connectivity_suspect"
 _COLS = ("l.run_id, l.level, l.entity_id, l.energy_in_wh, l.energy_out_wh, l.loss_wh, l.loss_pct, "
          "l.technical_wh, l.ntl_wh, l.ntl_sigma_wh, l.completeness, l.low_confidence, l.revenue_at_risk, "
          f"l.estimated_wh, {TX_SUSPECT}")

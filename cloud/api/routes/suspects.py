@@ -15,9 +15,10 @@ from cloud.api.deps import ConnDep, ReaderToken
 from cloud.api.listing import finite, keyset_page, one, rows
 from cloud.api.params import FormatParam, PageDep
 from cloud.api.problems import ProblemError, responses
-from cloud.api.routes.loss import OPEN_SUSPICIONS, TX_SUSPECT, LossPublic
+from cloud.api.routes.loss import TX_SUSPECT, LossPublic
 from cloud.api.runs import RunPublic, resolve_run, run_public
 from cloud.api.tabular import CSV_RESPONSE, Page, page_or_csv
+from cloud.store import archive_sql
 
 router = APIRouter(prefix="/v1/suspects", tags=["reports"])
 RunId = Annotated[int | None, Query(ge=1, le=2**63 - 1, description="default: the latest run")]
@@ -52,7 +53,7 @@ class SuspectDetail(SuspectPublic):
 
 _COLS = ("s.run_id, s.rank, s.meter_id, m.customer_id, s.transformer_id, s.score, s.estimated_wh, "
          "s.allocated_wh, s.evidence, "
-         f"EXISTS ({OPEN_SUSPICIONS} AND cs.meter_id = s.meter_id) AS connectivity_suspect")
+         f"{archive_sql.METER_SUSPECT} AS connectivity_suspect")
 _FROM = ("FROM analysis_suspects s LEFT JOIN meters m ON m.meter_id = s.meter_id "
          "LEFT JOIN transformers t ON t.transformer_id = s.transformer_id "
          "LEFT JOIN feeders f ON f.feeder_id = t.feeder_id")

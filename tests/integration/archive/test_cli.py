@@ -9,9 +9,10 @@ import psycopg
 import pytest
 from typer.testing import CliRunner
 
+from cloud.analytics.batch import analyze
 from wattrail.cli import app
 
-from .conftest import Corrupted
+from .conftest import END, START, STEP, Corrupted
 
 pytestmark = pytest.mark.integration
 
@@ -30,6 +31,18 @@ def test_archive_commands(corrupted: Corrupted) -> None:
     assert "4 connectivity suspicions" in r.output
     for mid in [*c.moved, *c.rephased]:
         assert mid in r.output
+
+    # the loss and suspect lists mark what rests on a suspected meter
+    with psycopg.connect(c.dsn, autocommit=True) as conn:
+        analyze(conn, START, END, step_s=STEP)
+    r = run(app, ["loss", "list", "--format", "json"], env=env)
+    assert r.exit_code == 0, r.output
+    marked = {x["entity_id"] for x in json.loads(r.stdout)["rows"] if x["connectivity_suspect"]}
+    assert marked == set(c.moved.values()) | {c.true_tx[m] for m in [*c.moved, *c.rephased]}
+    r = run(app, ["suspects", "list", "--format", "json", "--top", "500"], env=env)
+    assert r.exit_code == 0, r.output
+    for x in json.loads(r.stdout)["rows"]:
+        assert x["connectivity_suspect"] == (x["meter_id"] in {*c.moved, *c.rephased})
 
     r = run(app, ["archive", "issues", "--kind", "not_in_archive", "--json"], env=env)
     assert r.exit_code == 0, r.output
