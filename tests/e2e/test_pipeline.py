@@ -203,3 +203,17 @@ def test_suspects_rank_the_known_thieves_first(pipeline: dict[str, Any], api: ht
     # and the thieves' transformers show positive non-technical loss
     worst = api.get("/v1/loss", params={"level": "transformer", "sort": "worst"}).json()["items"]
     assert all(r["ntl_wh"] is not None and r["ntl_wh"] > 0 for r in worst)
+
+
+def test_the_archive_check_raises_no_false_alarm_through_the_pipeline(pipeline: dict[str, Any]) -> None:
+    """The demo's report ends with an archive check on the readings that came through edge,
+    broker and ingest; the archive is the simulator's own, thieves included, so no meter may be
+    suspected of hanging elsewhere and every meter reported (nothing never_reported)."""
+    with psycopg.connect(pipeline["dsn"]) as conn:
+        check = conn.execute("SELECT check_id, suspicions FROM archive_checks ORDER BY check_id DESC"
+                             " LIMIT 1").fetchone()
+        assert check is not None, "the demo's report ran no archive check"
+        assert check[1] == 0
+        kinds = dict(conn.execute("SELECT kind, count(*) FROM archive_findings WHERE check_id = %s"
+                                  " GROUP BY 1", [check[0]]).fetchall())
+    assert "never_reported" not in kinds and "not_in_archive" not in kinds, kinds
