@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import psycopg
 
-from cloud.analytics.data.fetch import fetch_feed
+from cloud.analytics.data.fetch import fetch_feed, instants
 from cloud.archive import completeness, connectivity
 from cloud.archive.completeness import (
     ArchiveRecord,
@@ -28,7 +28,7 @@ from cloud.archive.completeness import (
     MeterSummary,
     TransformerRecord,
 )
-from cloud.store.archive_sql import METER_SUMMARY
+from cloud.store.archive_sql import METER_SUMMARY, UNKNOWN_METER_SERIES
 
 Progress = Callable[[str], None]
 RESET_WH = 1000.0  # a fall of the import register larger than this is a reset, not noise
@@ -102,6 +102,40 @@ def connectivity_input(conn: psycopg.Connection[Any], start: datetime, end: date
         tx_energy_wh=np.diff(bal.import_wh - np.nan_to_num(bal.export_wh), axis=1))
 
 
+def with_unrecorded(conn: psycopg.Connection[Any], inp: connectivity.ConnectivityInput,
+                    ids: list[str], t0_s: float, step_s: int) -> connectivity.ConnectivityInput:
+    """`inp` plus meters that report but have no record (recorded_tx -1), their voltages and
+    currents snapped to the same instants (nearest, within half a step): the analysis then
+    says which transformer and phase their voltage matches. Energy is left out for them (no
+    balance counts them)."""
+    if not ids:
+        return inp
+    k = inp.v.shape[1]
+    v = np.full((len(ids), k, 3), np.nan)
+    i = np.full((len(ids), k, 3), np.nan)
+    row_of = {m: j for j, m in enumerate(ids)}
+    t_end = t0_s + (k - 1) * step_s
+    for mid, ts, *vals in conn.execute(UNKNOWN_METER_SERIES, {
+            "ids": ids, "start": datetime.fromtimestamp(t0_s - step_s / 2, UTC),
+            "end": datetime.fromtimestamp(t_end + step_s / 2, UTC)}):
+        kk = round((float(ts) - t0_s) / step_s)
+        if 0 <= kk < k:
+            v[row_of[mid], kk] = [np.nan if x is None else x for x in vals[:3]]
+            i[row_of[mid], kk] = [np.nan if x is None else x for x in vals[3:]]
+    three = np.isfinite(v[:, :, 1]).any(axis=1) | np.isfinite(v[:, :, 2]).any(axis=1)
+    n_u = len(ids)
+    cur_i = inp.i if inp.i is not None else np.full_like(inp.v, np.nan)
+    e_u = None if inp.energy_wh is None else np.full((n_u, inp.energy_wh.shape[1]), np.nan)
+    return connectivity.ConnectivityInput(
+        meter_ids=[*inp.meter_ids, *ids], transformer_ids=inp.transformer_ids,
+        recorded_tx=np.concatenate([inp.recorded_tx, np.full(n_u, -1, np.int64)]),
+        recorded_phase=np.concatenate([inp.recorded_phase, np.full(n_u, -1, np.int64)]),
+        phases=np.concatenate([inp.phases, np.where(three, 3, 1).astype(np.int64)]),
+        v=np.concatenate([inp.v, v]), i=np.concatenate([cur_i, i]), tx_v=inp.tx_v,
+        energy_wh=None if inp.energy_wh is None or e_u is None else np.concatenate([inp.energy_wh, e_u]),
+        tx_energy_wh=inp.tx_energy_wh)
+
+
 @dataclass
 class CheckResult:
     check_id: int
@@ -147,18 +181,24 @@ def run_check(conn: psycopg.Connection[Any], start: datetime, end: datetime, *, 
     say = progress or (lambda _s: None)
     started = datetime.now(UTC)
     notes: list[str] = []
-    say("connectivity")
-    inp = connectivity_input(conn, start, end, step_s)
-    res = connectivity.analyse(inp, conn_settings)
-    notes += res.notes
-    sus = suspicions(res)
     say("summaries")
     summ = summaries(conn, start, end)
     now_ts = max((m.last_ts or 0.0 for m in summ), default=end.timestamp())
     snap = snapshot(conn, now_ts)
+    known = {r.meter_id for r in snap.records} | set(snap.other_meters)
+    unrecorded = sorted(m.meter_id for m in summ if m.meter_id not in known and m.readings > 0)
+    say("connectivity")
+    inp = connectivity_input(conn, start, end, step_s)
+    inp = with_unrecorded(conn, inp, unrecorded, instants(start, end, step_s)[0], step_s)
+    res = connectivity.analyse(inp, conn_settings)
+    notes += res.notes
+    sus = suspicions(res)  # unrecorded meters are placed, not suspected: no record to be wrong
     say("completeness")
     data_tx = {s["meter_id"]: s["suggested_transformer_id"] for s in sus if s["kind"] == "transformer"}
-    found = completeness.check(snap, summ, settings, data_tx=data_tx)
+    placed = {inp.meter_ids[j]: (inp.transformer_ids[res.best_tx[j]], int(res.best_phase[j]),
+                                 float(res.confidence[j]))
+              for j in range(len(inp.meter_ids)) if inp.recorded_tx[j] < 0 and res.best_tx[j] >= 0}
+    found = completeness.check(snap, summ, settings, suggest=placed, data_tx=data_tx)
     say("write")
     params = {"completeness": vars(settings or completeness.Settings()),
               "connectivity": vars(conn_settings or connectivity.Settings())}

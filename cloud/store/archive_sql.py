@@ -32,3 +32,10 @@ TX_SUSPECT = (f"(l.level = 'transformer' AND EXISTS ({OPEN_SUSPICIONS} AND "
               "(cs.recorded_transformer_id = l.entity_id OR cs.suggested_transformer_id = l.entity_id)))")
 # of a suspect row aliased `s`
 METER_SUSPECT = f"EXISTS ({OPEN_SUSPICIONS} AND cs.meter_id = s.meter_id)"
+
+# The voltages and currents of meters the archive does not know, for placing them by their
+# voltage: valid readings in [start, end], in time order.
+UNKNOWN_METER_SERIES = (
+    "SELECT meter_id, extract(epoch FROM ts), v_l1, v_l2, v_l3, i_l1, i_l2, i_l3 FROM readings"
+    " WHERE meter_id = ANY(%(ids)s) AND ts >= %(start)s AND ts <= %(end)s AND quality = 0"
+    " ORDER BY meter_id, ts")

@@ -51,6 +51,11 @@ def test_check_then_accept(corrupted: Corrupted) -> None:
         missing = [f for f in res.findings if f.kind == "not_in_archive"]
         assert [f.object_id for f in missing] == [c.unrecorded]
         assert missing[0].evidence["readings"] > 0 and missing[0].fix
+        # placed by its voltage: the transformer (and phase) it really hangs on
+        placed = missing[0].evidence["voltage_suggests"]
+        assert placed["transformer_id"] == c.true_tx[c.unrecorded], placed
+        assert placed["phase"] == c.true_phase.get(c.unrecorded), placed
+        assert c.true_tx[c.unrecorded] in missing[0].fix
 
         # stored as one check, and the archive is untouched by it
         stored = conn.execute(

@@ -1,9 +1,10 @@
 // The shell: token login, the analysis-run picker, and a hash router over the pages.
 // Routes: #/login  #/map  #/loss?level=&id=  #/suspects  #/suspects/<meter>  #/quality
-//         #/regional?region=  #/revenue?period=  #/vee/<meter>?run=&day=  #/audit
+//         #/regional?region=  #/revenue?period=  #/vee/<meter>?run=&day=  #/archive?check=&kind=  #/audit
 
 import { ApiError, get, setUnauthorizedHandler, token } from "./api.js";
 import { fmt, h, note } from "./dom.js";
+import * as archive from "./pages/archive.js";
 import * as audit from "./pages/audit.js";
 import * as loss from "./pages/loss.js";
 import * as map from "./pages/map.js";
@@ -13,7 +14,7 @@ import * as revenue from "./pages/revenue.js";
 import * as suspects from "./pages/suspects.js";
 import * as vee from "./pages/vee.js";
 
-const PAGES = { map, loss, suspects, quality, regional, revenue, vee, audit };
+const PAGES = { map, loss, suspects, quality, regional, revenue, vee, archive, audit };
 const RUN_KEY = "wattrail.run";
 const main = document.getElementById("main");
 const ctx = { runs: [], run: null };
