@@ -36,6 +36,8 @@ from typing import Any
 
 import psycopg
 
+from cloud.alarms import store as alarms_store
+from cloud.alarms.engine import Observed
 from cloud.ingest.classify import Candidate, Quarantine, QuarantineReason
 from cloud.store import envelopes_sql, quarantine_sql, readings_sql
 from protocols.envelope import GENESIS_PREV_HASH
@@ -65,6 +67,7 @@ class BatchResult:
     # meter ids of the readings stored by this batch: the ingestor checks them against the
     # archive (a reading of a meter the archive does not know is stored, and said so)
     meter_ids: set[str] = field(default_factory=set)
+    alarm_events: int = 0  # raise/repeat/clear events the alarm rules made (-1: they failed)
 
     def merge(self, other: BatchResult) -> None:
         self.stored += other.stored
@@ -77,6 +80,7 @@ class BatchResult:
         self.committed_hash.update(other.committed_hash)
         self.truncated.update(other.truncated)
         self.meter_ids |= other.meter_ids
+        self.alarm_events += other.alarm_events
 
 
 def load_keyring(conn: psycopg.Connection[Any]) -> Keyring:
@@ -219,6 +223,7 @@ def store_batch(conn: psycopg.Connection[Any], items: Sequence[Candidate | Quara
         res.stored = len(stored)
         res.gaps = sum(1 for c, v in to_insert if v == "gap" and (c.agent_id, c.seq) in inserted)
         res.readings, res.reading_conflicts = _insert_readings(conn, stored)
+        res.alarm_events = _judge_alarms(conn, stored)
         res.meter_ids = {r.meter_id for c in stored for r in c.payload.readings}
         for q in quarantine:
             if not _quarantine(conn, q, quarantine_budget):
@@ -226,6 +231,24 @@ def store_batch(conn: psycopg.Connection[Any], items: Sequence[Candidate | Quara
             res.quarantined[q.reason.value] += 1
         res.committed_upto, res.committed_hash = _advance(conn, agents)
     return res
+
+
+def _judge_alarms(conn: psycopg.Connection[Any], stored: list[Candidate]) -> int:
+    """The streaming alarm rules on exactly the readings this transaction stores (docs/alarms.md),
+    in a savepoint: a failing rule must never cost a signed reading, so it is logged and the
+    batch goes on (the database going away still fails the batch, to be retried whole)."""
+    if not stored:
+        return 0
+    observed = [Observed(c.agent_id, c.seq, r) for c in stored for r in c.payload.readings]
+    try:
+        with conn.transaction():
+            return alarms_store.judge(conn, observed)
+    except psycopg.OperationalError:
+        raise
+    except Exception:
+        log.exception("the alarm rules failed on a batch of %d readings; stored without alarms",
+                      len(observed))
+        return -1
 
 
 def _conflict(c: Candidate, detail: str) -> Quarantine:
