@@ -6,6 +6,7 @@ from __future__ import annotations
 import typer
 
 from wattrail import __version__
+from wattrail.commands.alarms import app as alarms_app
 from wattrail.commands.analytics import mount as mount_analytics
 from wattrail.commands.api import mount as mount_api
 from wattrail.commands.archive import app as archive_app
@@ -41,6 +42,7 @@ mount_api(app)  # api, token create|list|revoke
 mount_analytics(app)  # analyze, evaluate
 mount_mdm(app)  # vee run|status, tariffs import|list, topology time-zone
 app.add_typer(billing_app, name="billing")  # billing determinants|export|revenue
+app.add_typer(alarms_app, name="alarms")  # alarms list|show|ack|clear, alarms rules import|list
 app.add_typer(archive_app, name="archive")  # archive check|issues|suspects|accept|corrections
 app.command()(demo)
 app.add_typer(audit_app, name="audit")

@@ -130,3 +130,42 @@ def test_a_broken_rule_costs_no_reading(conn: psycopg.Connection[Any]) -> None:
     assert res.stored == 1 and res.readings == 1 and res.alarm_events == -1
     assert conn.execute("SELECT count(*) FROM readings").fetchone() == (1,)
     assert conn.execute("SELECT count(*) FROM alarms").fetchone() == (0,)
+
+
+def test_the_alarms_commands(conn: psycopg.Connection[Any], db_dsn: str, tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from wattrail.cli import app
+
+    meter = conn.execute("SELECT min(meter_id) FROM meters WHERE kind = 'customer'").fetchone()[0]  # type: ignore[index]
+    a = Signer("gw-cli")
+    with conn.transaction():
+        register_key(conn, cert_for(a.key, a.agent_id))
+    run = CliRunner().invoke
+    env = {"WATTRAIL_DSN": db_dsn, "COLUMNS": "250"}
+    rules = tmp_path / "rules.toml"
+    rules.write_text('[[rule]]\nid = "low-v"\nkind = "voltage_band"\nseverity = "minor"\n'
+                     'duration_s = 0\nlow_v = 220.0\n')
+    r = run(app, ["alarms", "rules", "import", str(rules), "--actor", "eng"], env=env)
+    assert r.exit_code == 0 and "low-v" in r.output, r.output
+    bad = tmp_path / "bad.toml"
+    bad.write_text('[[rule]]\nid = "x"\nkind = "voltage_band"\nlow_v = 300.0\n')
+    r = run(app, ["alarms", "rules", "import", str(bad), "--actor", "eng"], env=env)
+    assert r.exit_code == 1 and "low_v (300.0) must be below" in r.output
+    r = run(app, ["alarms", "rules", "list"], env=env)
+    assert r.exit_code == 0 and "low-v" in r.output and "tamper" not in r.output  # imported: no defaults
+    store_batch(conn, _items(conn, a.agent_id, a.envelope([Reading(meter, T0, v_l1=210.0)])))
+    conn.commit()
+    r = run(app, ["alarms", "list", "--state", "active"], env=env)
+    assert r.exit_code == 0 and "low-v" in r.output and meter in r.output, r.output
+    aid = conn.execute("SELECT alarm_id FROM alarms").fetchone()[0]  # type: ignore[index]
+    r = run(app, ["alarms", "ack", str(aid), "--actor", "ops", "--comment", "looking"], env=env)
+    assert r.exit_code == 0 and "acknowledged" in r.output
+    r = run(app, ["alarms", "ack", str(aid), "--actor", "ops"], env=env)
+    assert r.exit_code == 1 and "only an active alarm" in r.output
+    r = run(app, ["alarms", "show", str(aid)], env=env)
+    assert r.exit_code == 0 and "gw-cli" in r.output and "looking" in r.output
+    r = run(app, ["alarms", "clear", str(aid), "--actor", "ops"], env=env)
+    assert r.exit_code == 0 and "cleared" in r.output
+    r = run(app, ["alarms", "list", "--state", "bogus"], env=env)
+    assert r.exit_code == 2
