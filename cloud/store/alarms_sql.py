@@ -64,7 +64,8 @@ EVENTS = ("SELECT event_no, action, at, actor, detail, evidence FROM alarm_event
 DUE_NOTIFICATIONS = (
     "SELECT n.notification_id, n.route_id, r.kind, r.target, n.payload, n.attempts"
     " FROM alarm_notifications n JOIN alarm_routes r USING (route_id)"
-    " WHERE n.status = 'pending' AND n.next_at <= now() ORDER BY n.notification_id LIMIT %s"
+    " WHERE n.status = 'pending' AND n.next_at <= now() AND r.kind = ANY(%s)"
+    " ORDER BY n.notification_id LIMIT %s"
     " FOR UPDATE OF n SKIP LOCKED")
 NOTIFICATION_SENT = ("UPDATE alarm_notifications SET status = 'sent', sent_at = now(),"
                      " attempts = attempts + 1, last_error = NULL WHERE notification_id = %s")
