@@ -114,6 +114,7 @@ def test_webhook_and_email_with_retries(conn: psycopg.Connection[Any]) -> None:
     finally:
         smtp.stop()
         hook.server.shutdown()
+        hook.server.server_close()  # the listening socket, or pytest reports it unclosed later
 
 
 def test_dead_after_max_attempts(conn: psycopg.Connection[Any]) -> None:
