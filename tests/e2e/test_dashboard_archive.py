@@ -26,17 +26,11 @@ from cloud.api.main import create_app
 from cloud.api.tokens import create_token
 from cloud.archive import store
 from cloud.store.migrate import migrate
-from cloud.store.topology import import_topology
-from firmware_sim.grid import generate_grid
-from firmware_sim.grid_file import write_grid
-from firmware_sim.grid_service import DEFAULT_START_S
-from firmware_sim.meters import MeterReader
 from firmware_sim.simulation import Simulation
 from tests.conftest import Services, create_database, drop_database
 from tests.e2e.test_dashboard import ARTIFACTS, assert_clean, drive, facts
 from tests.e2e.test_dashboard import playwright_core as playwright_core
-from tests.integration.analytics.conftest import write_readings
-from tests.integration.archive.conftest import END, START, STEP, K, _corrupt
+from tests.integration.archive.conftest import END, START, STEP, build_corrupted
 from tests.support.api_server import serve_api
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration]
@@ -58,20 +52,7 @@ class Site:
 
 def _build(dsn: str, tmp: Path) -> tuple[Simulation, dict[str, str], dict[str, int], str]:
     """The `corrupted` fixture's database (tests/integration/archive/conftest.py)."""
-    grid = generate_grid(seed=41, meters=60, feeders=2, transformers=4, regions=2)
-    sim = Simulation(grid, DEFAULT_START_S)
-    grid_file = tmp / "grid.json"
-    write_grid(grid, grid_file)
-    reader = MeterReader(sim)
-    rows = [reader.reading(mid, DEFAULT_START_S + k * STEP) for k in range(K) for mid in reader.index]
-    with psycopg.connect(dsn, autocommit=True) as conn:
-        migrate(conn)
-        import_topology(conn, grid_file)
-        batch = conn.execute("INSERT INTO import_batches (file_name, sha256, rows, inserted)"
-                             " VALUES ('sim', %s, %s, %s) RETURNING id",
-                             [b"\x02" * 32, len(rows), len(rows)]).fetchone()[0]  # type: ignore[index]
-        write_readings(conn, rows, batch)
-        moved, rephased, unrecorded = _corrupt(conn, sim)
+    sim, _grid_file, moved, rephased, unrecorded = build_corrupted(dsn, tmp)
     return sim, moved, rephased, unrecorded
 
 

@@ -79,16 +79,12 @@ def _corrupt(conn: psycopg.Connection[Any], sim: Simulation) -> tuple[dict[str, 
     return moved, rephased, unrecorded
 
 
-@pytest.fixture(scope="module")
-def corrupted(services: Any, template_db: str,
-              tmp_path_factory: pytest.TempPathFactory) -> Iterator[Corrupted]:
-    name = f"t_ar_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(services.dsn_admin, autocommit=True) as c:
-        c.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template_db}"')
-    dsn = services.dsn_for(name)
+def build_corrupted(dsn: str, tmp: Path) -> tuple[Simulation, Path, dict[str, str], dict[str, int], str]:
+    """Migrate the (empty) database at `dsn`, load the grid and its readings, corrupt the
+    archive; (simulation, grid file, moved, rephased, unrecorded)."""
     grid = generate_grid(seed=41, meters=60, feeders=2, transformers=4, regions=2)
     sim = Simulation(grid, DEFAULT_START_S)
-    grid_file = tmp_path_factory.mktemp("archive") / "grid.json"
+    grid_file = tmp / "grid.json"
     write_grid(grid, grid_file)
     reader = MeterReader(sim)
     rows: list[Reading] = [reader.reading(mid, DEFAULT_START_S + k * STEP)
@@ -101,6 +97,18 @@ def corrupted(services: Any, template_db: str,
                              [b"\x02" * 32, len(rows), len(rows)]).fetchone()[0]  # type: ignore[index]
         write_readings(conn, rows, batch)
         moved, rephased, unrecorded = _corrupt(conn, sim)
+    return sim, grid_file, moved, rephased, unrecorded
+
+
+@pytest.fixture(scope="module")
+def corrupted(services: Any, template_db: str,
+              tmp_path_factory: pytest.TempPathFactory) -> Iterator[Corrupted]:
+    name = f"t_ar_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(services.dsn_admin, autocommit=True) as c:
+        c.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template_db}"')
+    dsn = services.dsn_for(name)
+    sim, grid_file, moved, rephased, unrecorded = build_corrupted(dsn, tmp_path_factory.mktemp("archive"))
+    grid = sim.grid
     try:
         yield Corrupted(dsn, grid_file, {c.meter_id: c.transformer_id for c in grid.customers},
                         {c.meter_id: c.phase for c in grid.customers if c.phases == 1},
